@@ -1,0 +1,217 @@
+"""Presets of chapter 06, "CBDM on CIFAR-10-LT" (Qin et al., CVPR 2023).
+
+Every arm is a class-conditional DDPM trained with whole-batch label dropout (p = 0.1) and sampled with
+classifier-free guidance; the CBDM arms add the class-balancing regulariser through the engine's ``regularizer``
+hook. Arms: baseline and CBDM (y' from the training distribution, the official from-scratch setting) with
+``len(seeds)`` seeds each; single-seed ablations: y' uniform, CBDM + P2 weighting, other τ.
+
+Costs (one H100, bf16; estimates from throughput, see ``CBDMPreset.projected_gpu_seconds``). A CBDM step does a
+second forward and backward pass (the γ-term trains the y' branch), so it is counted as twice a baseline step.
+
+* ``smoke``: the 0.19 M-parameter ``smoke`` UNet on a 10×-shrunk CIFAR-10-LT (500 … 5 images, 1,236 in all),
+  T = 100, 20 steps of batch 16 per arm, 40 samples per FID against 64 train images. About a minute on 2 CPU
+  cores; every number is labelled "smoke: not comparable".
+* ``book``: the 6.9 M-parameter ``book`` UNet (10 classes) on CIFAR-10-LT (12,406 images), T = 1000 linear,
+  2,000 steps of batch 128 per arm (about 20 epochs): 2 baselines + 2 CBDM + 3 single-seed CBDM variants
+  = 12 baseline-step equivalents, 3.1 M images, ~155 s at 20 k img/s. Sampling with CFG costs two forward passes
+  per step: main comparison 4 × 5,000 samples × 50 respaced ancestral steps (2 M passes, ~35 s); ω sweep
+  4 values × 2 models × 2,000 samples (1.6 M, ~27 s); ablations 3 × 2,000 (0.6 M, ~10 s); DDIM-100 2 × 2,000
+  (0.8 M, ~13 s); Inception on ~50 k generated + 50 k reference images (~25 s, the reference cached after the
+  first chapter). About 4.5 minutes in all; ``train.steps`` is the knob if the run must be shorter.
+* ``paper``: the official CBDM-pytorch CIFAR configuration (papers.md §5.1): the DDPM UNet (128 channels,
+  1,2,2,2, 2 blocks, attention at 16, dropout 0.1), linear β from 1e-4 to 0.02, T = 1000, fixed-large variance,
+  Adam lr 2e-4 with 5,000 warm-up steps, gradient clip 1, EMA 0.9999, batch 48, 300 K steps, whole-batch label
+  dropout 0.1, τ = 1, γ = 1/4, y' from the training label frequencies, 1000-step ancestral CFG sampling of 50 K
+  images, FID against the full balanced train set, recall with k = 5. The README gives this recipe for
+  CIFAR-100-LT (ω = 1.6 for CBDM, 0.8 for the baseline at batch 64); the CIFAR-10-LT settings are not published
+  (issue #7), so reusing them is our assumption. Projected ≈ 5.3 h of training per CBDM model at an assumed
+  1,500 img/s (baseline-step equivalent) and ≈ 6 h of CFG sampling: an estimate, never run here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from lt_diffusion.experiments.common import H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.models import UNetConfig, get_model_config
+
+from . import register
+
+CHAPTER = "cbdm"
+
+
+@dataclass(frozen=True)
+class CBDMPreset:
+    """One scale of chapter 06.
+
+    Attributes:
+        scale: ``"smoke"``, ``"book"`` or ``"paper"``.
+        model: the class-conditional denoiser (``num_classes=10``; row 10 of the label table is the null label).
+        diffusion: forward process (linear, fixed-large variance as CBDM's ``--var_type=fixedlarge``).
+        train: one training run (the same budget for every arm).
+        eval: the main comparison's sampling (samples, respaced ancestral steps, reference split).
+        imb_factor: n_min / n_max of the long-tailed training set (0.01 = ratio 100).
+        n_max: images of the most frequent class (5,000 = all of CIFAR-10's; smoke shrinks it).
+        p_uncond, uncond_mode: label dropout for CFG (CBDM: 0.1, the whole batch).
+        tau, gamma: CBDM's τ (strength, times t/T) and γ (weight of the commitment term).
+        label_dist: distribution of y' in the main CBDM arm, ``"train"`` or ``"uniform"``.
+        num_labels: |Y'|, labels y' drawn per sample (official code: 1).
+        seeds: seeds of the two main arms (baseline and CBDM).
+        omega: CFG strength ω (ε̃ = (1 + ω) ε_c − ω ε_u) of the main comparison and the ablations.
+        omega_sweep: ω values of the sweep (seed-0 baseline and CBDM).
+        sweep_samples: samples per point of the ω sweep and of the single-seed ablations.
+        tau_sweep: extra τ values trained once each (τ = 0 is the baseline, τ = ``tau`` the main CBDM arm).
+        compare_uniform: train the y'-uniform variant.
+        p2_gamma, p2_k: P2 weighting combined with CBDM (None: skip that arm).
+        ddim_steps: DDIM (η = 0) steps of the beyond-the-paper sampler comparison (0: skip).
+        recall_k: k of the k-NN balls for precision/recall (CBDM's evaluation: 5).
+        kid_subset: subset size of KID.
+        grid_per_class: images per tail class in the sample grids.
+        n_head, n_tail: group sizes (see :mod:`lt_diffusion.longtail`).
+        train_img_per_s, sample_img_per_s: throughputs behind the projected cost (estimates on one H100).
+        note: what this scale can and cannot show.
+    """
+
+    scale: str
+    model: UNetConfig
+    diffusion: DiffusionSpec
+    train: TrainSpec
+    eval: EvalSpec
+    imb_factor: float = 0.01
+    n_max: int = 5000
+    p_uncond: float = 0.1
+    uncond_mode: str = "batch"
+    tau: float = 1.0
+    gamma: float = 0.25
+    label_dist: str = "train"
+    num_labels: int = 1
+    seeds: Tuple[int, ...] = (0, 1)
+    omega: float = 1.0
+    omega_sweep: Tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    sweep_samples: int = 2000
+    tau_sweep: Tuple[float, ...] = (3.0,)
+    compare_uniform: bool = True
+    p2_gamma: Optional[float] = 1.0
+    p2_k: float = 1.0
+    ddim_steps: int = 100
+    recall_k: int = 5
+    kid_subset: int = 1000
+    grid_per_class: int = 8
+    n_head: int = 3
+    n_tail: int = 3
+    train_img_per_s: float = 20_000.0
+    sample_img_per_s: float = 60_000.0
+    note: str = ""
+
+    def __post_init__(self):
+        if self.model.num_classes is None:
+            raise ValueError("CBDM needs a class-conditional model (num_classes set)")
+        if not 0 < self.imb_factor <= 1:
+            raise ValueError(f"imb_factor must lie in (0, 1], got {self.imb_factor}")
+        if self.label_dist not in ("train", "uniform"):
+            raise ValueError(f"label_dist must be 'train' or 'uniform', got {self.label_dist!r}")
+        if self.uncond_mode not in ("sample", "batch"):
+            raise ValueError(f"uncond_mode must be 'sample' or 'batch', got {self.uncond_mode!r}")
+        if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        if self.omega not in self.omega_sweep:
+            raise ValueError(f"omega {self.omega} must be one of omega_sweep {self.omega_sweep} (its points are reused)")
+        if self.tau <= 0 or any(t <= 0 or t == self.tau for t in self.tau_sweep):
+            raise ValueError("tau and the extra tau_sweep values must be > 0 and differ from tau")
+        if self.n_head + self.n_tail > self.model.num_classes:
+            raise ValueError("n_head + n_tail exceeds the number of classes")
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.num_classes)
+
+    @property
+    def ablations(self) -> Tuple[Tuple[str, Dict[str, object]], ...]:
+        """Single-seed variants ``(name, overrides)``; overrides of ``tau``, ``label_dist``, ``p2_gamma``."""
+        other = "uniform" if self.label_dist == "train" else "train"
+        out = []
+        if self.compare_uniform:
+            out.append((f"CBDM, y' {other}", {"label_dist": other}))
+        if self.p2_gamma is not None:
+            out.append((f"CBDM + P2 (γ={self.p2_gamma:g})", {"p2_gamma": self.p2_gamma}))
+        for t in self.tau_sweep:
+            out.append((f"CBDM, τ={t:g}", {"tau": t}))
+        return tuple(out)
+
+    def projected_gpu_seconds(self) -> Dict[str, float]:
+        """Projected H100 seconds of the whole chapter (estimate from the throughputs above)."""
+        n = len(self.seeds)
+        step_equiv = n * 1 + n * 2 + 2 * len(self.ablations)   # baseline 1, CBDM arms 2 (second pass)
+        train_s = step_equiv * self.train.images_seen / self.train_img_per_s
+        passes = 2 * (2 * n * self.eval.num_samples * self.eval.sample_steps
+                      + 2 * (len(self.omega_sweep) - 1) * self.sweep_samples * self.eval.sample_steps
+                      + len(self.ablations) * self.sweep_samples * self.eval.sample_steps
+                      + (2 * self.sweep_samples * self.ddim_steps if self.ddim_steps else 0))
+        sample_s = passes / self.sample_img_per_s
+        n_gen = (2 * n * self.eval.num_samples + (2 * len(self.omega_sweep) + len(self.ablations)
+                 + (2 if self.ddim_steps else 0)) * self.sweep_samples)
+        n_ref = self.eval.fid_reference_images or 50_000
+        fid_s = (n_gen + n_ref) / H100_INCEPTION_IMG_PER_S
+        return {"train_s": train_s, "sample_s": sample_s, "fid_s": fid_s, "total_s": train_s + sample_s + fid_s}
+
+
+_SMOKE = CBDMPreset(
+    scale="smoke",
+    model=get_model_config("smoke", num_classes=10),
+    diffusion=DiffusionSpec(steps=100, noise_schedule="linear", objective="simple"),
+    train=TrainSpec(steps=20, batch_size=16, lr=1e-3, warmup_steps=0, ema_rate=0.9, bf16=False),
+    eval=EvalSpec(num_samples=40, sample_steps=10, batch_size=40, fid_reference="train",
+                  fid_reference_images=64, grid=20, comparable=False),
+    n_max=500,
+    seeds=(0, 1),
+    omega_sweep=(0.0, 1.0),
+    sweep_samples=20,
+    tau_sweep=(3.0,),
+    ddim_steps=10,
+    recall_k=3,
+    kid_subset=20,
+    grid_per_class=2,
+    train_img_per_s=300.0,
+    sample_img_per_s=1000.0,
+    note="smoke: a CI check that every cell runs; numbers are not comparable to anything.",
+)
+
+_BOOK = CBDMPreset(
+    scale="book",
+    model=get_model_config("book", num_classes=10, dropout=0.1),
+    diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
+    train=TrainSpec(steps=2000, batch_size=128, lr=2e-4, warmup_steps=200, grad_clip=1.0, ema_rate=0.999),
+    eval=EvalSpec(num_samples=5000, sample_steps=50, batch_size=1000, fid_reference="train", grid=100),
+    seeds=(0, 1),
+    omega=1.0,
+    omega_sweep=(0.0, 0.5, 1.0, 2.0),
+    sweep_samples=2000,
+    tau_sweep=(3.0,),
+    ddim_steps=100,
+    note="book: 0.26 M training images per arm (the official recipe: 14 M), short of convergence; the chapter "
+         "compares arms at one equal budget with two seeds for the main pair. Not a reproduction of the paper.",
+)
+
+_PAPER = CBDMPreset(
+    scale="paper",
+    model=get_model_config("ddpm_cifar10", num_classes=10),
+    diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
+    train=TrainSpec(steps=300_000, batch_size=48, lr=2e-4, warmup_steps=5000, grad_clip=1.0, ema_rate=0.9999,
+                    random_flip=True, compile=True),
+    eval=EvalSpec(num_samples=50_000, sample_steps=1000, batch_size=1000, fid_reference="train", grid=100),
+    seeds=(0, 1),
+    omega=1.6,
+    omega_sweep=(0.0, 0.8, 1.6, 2.0),
+    sweep_samples=10_000,
+    tau_sweep=(0.5, 2.0),
+    p2_gamma=1.0,
+    ddim_steps=100,
+    recall_k=5,
+    train_img_per_s=1_500.0,
+    sample_img_per_s=4_500.0,
+    note="paper: the official CBDM-pytorch recipe (README, CIFAR-100-LT flags) applied to CIFAR-10-LT; the paper's "
+         "own CIFAR-10-LT settings are not published. Never run here.",
+)
+
+PRESETS = {"smoke": _SMOKE, "book": _BOOK, "paper": _PAPER}
+register(CHAPTER, PRESETS)

@@ -1,0 +1,92 @@
+"""Presets of chapters 05 (P2) and 06 (CBDM): every scale validates, smoke is tiny, paper holds the papers' values."""
+import dataclasses
+
+import pytest
+
+from lt_diffusion.data import lt_class_counts
+from lt_diffusion.presets import SCALES, get_preset
+
+
+@pytest.mark.parametrize("chapter", ["p2", "cbdm"])
+@pytest.mark.parametrize("scale", SCALES)
+def test_all_scales_validate(chapter, scale):
+    p = get_preset(chapter, scale)
+    assert p.scale == scale
+    assert dataclasses.is_dataclass(p)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.scale = "x"
+    cost = p.projected_gpu_seconds()
+    assert cost["total_s"] == pytest.approx(cost["train_s"] + cost["sample_s"] + cost["fid_s"])
+    assert all(v > 0 for v in cost.values())
+
+
+@pytest.mark.parametrize("chapter", ["p2", "cbdm"])
+def test_unknown_scale_and_chapter(chapter):
+    with pytest.raises(ValueError, match="smoke"):
+        get_preset(chapter, "huge")
+    with pytest.raises(ValueError):
+        get_preset(chapter + "_nope", "smoke")
+
+
+@pytest.mark.parametrize("chapter", ["p2", "cbdm"])
+def test_smoke_is_tiny_and_book_fits(chapter):
+    s, b = get_preset(chapter, "smoke"), get_preset(chapter, "book")
+    assert not s.eval.comparable and b.eval.comparable
+    assert s.model.model_channels <= 16 and s.train.steps <= 40 and s.train.batch_size <= 16
+    assert s.eval.num_samples <= 64 and (s.eval.fid_reference_images or 0) <= 64
+    assert s.diffusion.steps <= 100
+    # the whole book notebook must fit a few minutes on one H100 (hard limit: one 9-minute device call)
+    assert b.projected_gpu_seconds()["total_s"] < 300
+    assert b.eval.num_samples >= 5000
+
+
+def test_p2_paper_hyperparameters():
+    p = get_preset("p2", "paper")
+    assert (p.p2_gamma, p.p2_k) == (1.0, 1.0)                 # README: --p2_gamma 1 --p2_k 1
+    assert p.diffusion.steps == 1000 and p.diffusion.noise_schedule == "linear"
+    assert p.diffusion.objective == "hybrid" and p.diffusion.rescale_learned_sigmas
+    assert p.train.lr == 2e-5 and p.train.batch_size == 8
+    m = p.model
+    assert (m.model_channels, m.num_res_blocks, m.attention_resolutions, m.num_head_channels) == (128, 1, (16,), 64)
+    assert m.resblock_updown and m.use_scale_shift_norm and m.learn_sigma and m.dropout == 0.0
+    assert p.eval.sample_steps == 250
+
+
+def test_p2_arms_and_checkpoints():
+    b = get_preset("p2", "book")
+    names = [a[0] for a in b.arms]
+    assert names[:4] == ["baseline", "P2", "baseline (1k)", "P2 (1k)"]
+    assert [a[1] for a in b.arms[:2]] == [0.0, b.p2_gamma]
+    assert b.checkpoints[-1] == b.train.steps
+    assert b.model_for(False).attention_resolutions == () and b.model_for(True) == b.model
+    assert b.plot_gammas == (0.0, 0.5, 1.0) and b.large_gamma > 2
+    with pytest.raises(ValueError):
+        dataclasses.replace(b, eval_every=0)
+
+
+def test_cbdm_paper_hyperparameters():
+    p = get_preset("cbdm", "paper")
+    m = p.model
+    assert (m.model_channels, m.channel_mult, m.num_res_blocks, m.attention_resolutions) == (128, (1, 2, 2, 2), 2, (16,))
+    assert m.dropout == 0.1 and m.num_classes == 10 and not m.learn_sigma
+    d = p.diffusion
+    assert (d.steps, d.noise_schedule, d.objective, d.sigma_small) == (1000, "linear", "simple", False)  # fixedlarge
+    t = p.train
+    assert (t.lr, t.warmup_steps, t.grad_clip, t.ema_rate, t.batch_size) == (2e-4, 5000, 1.0, 0.9999, 48)
+    assert (p.p_uncond, p.uncond_mode) == (0.1, "batch")
+    assert (p.tau, p.gamma, p.label_dist) == (1.0, 0.25, "train")
+    assert p.omega == 1.6 and p.recall_k == 5 and p.eval.sample_steps == 1000 and p.eval.num_samples == 50_000
+    assert sum(lt_class_counts(p.n_max, 10, p.imb_factor)) == 12406
+
+
+def test_cbdm_book_design():
+    b = get_preset("cbdm", "book")
+    assert len(b.seeds) >= 2                                   # seed spread of the main comparison
+    assert sum(lt_class_counts(b.n_max, 10, b.imb_factor)) == 12406
+    assert b.omega in b.omega_sweep
+    names = [n for n, _ in b.ablations]
+    assert any("uniform" in n for n in names) and any("P2" in n for n in names) and any("τ" in n for n in names)
+    with pytest.raises(ValueError):
+        dataclasses.replace(b, label_dist="balanced")
+    with pytest.raises(ValueError):
+        dataclasses.replace(b, model=dataclasses.replace(b.model, num_classes=None))
