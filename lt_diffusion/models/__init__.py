@@ -1,0 +1,15 @@
+"""Networks: the ADM-style UNet, the ADM noisy classifier, named configurations."""
+from .classifier import ClassifierConfig, EncoderUNetModel
+from .presets import MODEL_PRESETS, get_model_config
+from .unet import UNetConfig, UNetModel, compile_model, count_parameters
+
+__all__ = [
+    "UNetConfig",
+    "UNetModel",
+    "ClassifierConfig",
+    "EncoderUNetModel",
+    "MODEL_PRESETS",
+    "get_model_config",
+    "compile_model",
+    "count_parameters",
+]
