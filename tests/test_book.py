@@ -1,0 +1,122 @@
+"""The book builds with warnings as errors, lists every chapter, and renders math offline.
+
+One clean build (`jupyter-book build -W --all`) into a temporary folder is shared by the tests
+of this module. The browser check (scripts/check_browser.py) needs Debian's Chromium at
+/usr/bin/chromium and is skipped, with the reason, where it is missing.
+"""
+from __future__ import annotations
+
+import html as html_lib
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+BUILD_SECONDS_MAX = 120
+SCREENSHOT = ROOT / "_build" / "browser-check.png"
+
+pytestmark = pytest.mark.book
+
+
+def _toc_files(entries) -> list[str]:
+    files = []
+    for entry in entries or []:
+        if "file" in entry:
+            files.append(entry["file"])
+        for key in ("chapters", "sections", "parts"):
+            files += _toc_files(entry.get(key))
+    return files
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory) -> Path:
+    """Build the whole book once, from scratch, and return its html folder."""
+    vendor = subprocess.run(["bash", str(ROOT / "scripts" / "vendor_mathjax.sh")],
+                            capture_output=True, text=True)
+    assert vendor.returncode == 0, f"vendoring MathJax failed:\n{vendor.stdout}{vendor.stderr}"
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jupyter_book), "build", "-W", "--keep-going", "--all",
+           "--path-output", str(out), str(ROOT)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert proc.returncode == 0, ("jupyter-book build -W failed:\n" + "\n".join(warnings or log.splitlines()[-40:]))
+    print(f"book build: {seconds:.1f} s")
+    assert seconds < BUILD_SECONDS_MAX, f"the book build took {seconds:.0f} s (budget {BUILD_SECONDS_MAX} s)"
+    return out / "_build" / "html"
+
+
+def test_toc_lists_every_chapter_and_only_existing_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]] + _toc_files(toc.get("parts")) + _toc_files(toc.get("chapters"))
+    missing = [f for f in files
+               if not any((ROOT / f).with_suffix(s).is_file() for s in (".md", ".ipynb"))]
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+    chapters = sorted(p.with_suffix("").relative_to(ROOT).as_posix()
+                      for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    unlisted = [c for c in chapters if c not in files]
+    assert not unlisted, ("chapter notebooks missing from _toc.yml (only_build_toc_files drops them "
+                          f"silently); add `- file: <name>` under 'Chapters': {unlisted}")
+
+
+def test_index_and_pages_exist(built_book: Path):
+    assert (built_book / "index.html").is_file()
+    for page in ("intro", "notation", "running", "chapters", "performance", "results", "bibliography"):
+        assert (built_book / "book" / f"{page}.html").is_file(), f"book/{page}.html was not built"
+    assert (built_book / "_static" / "mathjax" / "tex-mml-chtml.js").is_file(), "MathJax was not vendored"
+
+
+def test_bibliography_lists_every_entry(built_book: Path):
+    from pybtex.database import parse_file
+
+    html = (built_book / "book" / "bibliography.html").read_text(encoding="utf-8")
+    text = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", "", html)).replace("\u2019", "'").lower().split())
+    entries = parse_file(str(ROOT / "book" / "references.bib")).entries
+    assert len(entries) >= 19
+    missing = [key for key, e in entries.items()
+               if " ".join(re.sub(r"[{}]", "", e.fields["title"]).split(":")[0].lower().split()) not in text]
+    assert not missing, f"entries missing from the bibliography page: {missing}"
+
+
+EXTERNAL_RESOURCE = re.compile(
+    r"""<(?:script|img|iframe)[^>]*\ssrc=["'](?:https?:)?//"""
+    r"""|<link[^>]*\srel=["'](?:stylesheet|preload|modulepreload|icon)["'][^>]*\shref=["'](?:https?:)?//"""
+    r"""|<link[^>]*\shref=["'](?:https?:)?//[^"']*["'][^>]*\srel=["'](?:stylesheet|preload|modulepreload|icon)["']""",
+    re.IGNORECASE)
+EXTERNAL_CSS = re.compile(r"""(?:url\(\s*["']?(?:https?:)?//|@import\s+["'](?:https?:)?//)""", re.IGNORECASE)
+
+
+def test_no_external_resources_in_html_or_css(built_book: Path):
+    """A static check that holds without a browser: no page or stylesheet loads from the web."""
+    offenders = []
+    for page in built_book.rglob("*.html"):
+        for m in EXTERNAL_RESOURCE.finditer(page.read_text(encoding="utf-8", errors="replace")):
+            offenders.append(f"{page.relative_to(built_book)}: {m.group(0)[:120]}")
+    for css in (built_book / "_static").rglob("*.css"):
+        for m in EXTERNAL_CSS.finditer(css.read_text(encoding="utf-8", errors="replace")):
+            offenders.append(f"{css.relative_to(built_book)}: {m.group(0)}")
+    assert not offenders, "resources loaded from other hosts:\n" + "\n".join(offenders[:30])
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium); "
+                    "browser check of offline math skipped")
+def test_math_renders_offline_in_chromium(built_book: Path):
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install -e .[test])")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_browser.py"),
+         "--html", str(built_book), "--screenshot", str(SCREENSHOT), "--chromium", str(CHROMIUM)],
+        capture_output=True, text=True, timeout=300)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, f"browser check failed:\n{proc.stdout}\n{proc.stderr}"
+    assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
