@@ -186,6 +186,7 @@ def _to_blob(ds: ImageDataset, source: str) -> dict:
 def _extract_archive(archive: Path, root: Path) -> Path:
     """Extract ``archive`` into ``root/cifar10-png`` once (temp dir + rename, then a marker file)."""
     target = root / _EXTRACT_DIR
+    root.mkdir(parents=True, exist_ok=True)
     if (target / _MARKER).is_file():
         return target
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".extract-"))
