@@ -264,8 +264,7 @@ class GaussianDiffusion:
                 raise ValueError(f"{self.model_var_type} expects the model to output x's shape {tuple(x.shape)}, "
                                  f"got {tuple(model_output.shape)} (learned sigma needs 'learned_range')")
             mean_output = model_output
-            name = "posterior" if self.model_var_type == "fixed_small" else "fixed_large"
-            if name == "posterior":
+            if self.model_var_type == "fixed_small":
                 variance = self._extract("posterior_variance", t, x)
                 log_variance = self._extract("posterior_log_variance_clipped", t, x)
             else:
@@ -334,7 +333,19 @@ class GaussianDiffusion:
                       clip_denoised: bool = True, denoised_fn: Optional[Callable] = None,
                       cond_fn: Optional[Callable] = None, model_kwargs: Optional[dict] = None, device=None,
                       progress: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Ancestral sampling from x_T ~ N(0, I) (or ``noise``) down to x_0. Returns ``shape`` = (B, C, H, W)."""
+        """Ancestral sampling from x_T ~ N(0, I) (or ``noise``) down to x_0. Returns ``shape`` = (B, C, H, W).
+
+        Args:
+            model: ``model(x, t_model, **model_kwargs)`` (an ``nn.Module`` or any callable, e.g. a CFG ``model_fn``).
+            shape: ``(B, C, H, W)``.  noise: optional x_T of that shape.
+            clip_denoised: clamp x̂_0 to [-1, 1] at every step.  denoised_fn: optional map applied to x̂_0.
+            cond_fn: ``cond_fn(x_t, t_original, **model_kwargs) -> (B, C, H, W)`` guidance gradient, added to the
+                mean as μ + Σ·cond_fn (:meth:`condition_mean`).
+            device: where to sample; inferred from ``noise``, the model's parameters or ``model_kwargs`` if None.
+            progress: show a tqdm bar.
+            generator: draws x_T and the per-step noise. Give one on the sampling device: a CPU generator works
+                for a CUDA run but copies the noise to the device at every step.
+        """
         final = None
         for final in self.p_sample_loop_progressive(model, shape, noise=noise, clip_denoised=clip_denoised,
                                                     denoised_fn=denoised_fn, cond_fn=cond_fn,
@@ -349,7 +360,7 @@ class GaussianDiffusion:
                                   device=None, progress: bool = False,
                                   generator: Optional[torch.Generator] = None) -> Iterator[dict]:
         """Like :meth:`p_sample_loop` but yields each step's ``{"sample", "pred_xstart"}`` (from t = T−1 to 0)."""
-        device = _resolve_device(device, noise, model, generator)
+        device = _resolve_device(device, noise, model, generator, model_kwargs)
         img = _initial_noise(shape, noise, generator, device)
         for i in _progress(range(self.num_timesteps - 1, -1, -1), progress):
             t = torch.full((shape[0],), i, device=device, dtype=torch.long)
@@ -391,7 +402,11 @@ class GaussianDiffusion:
                          cond_fn: Optional[Callable] = None, model_kwargs: Optional[dict] = None, device=None,
                          progress: bool = False, eta: float = 0.0,
                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """DDIM sampling over this diffusion's (usually respaced) steps. Returns ``shape`` = (B, C, H, W)."""
+        """DDIM sampling over this diffusion's (usually respaced) steps. Returns ``shape`` = (B, C, H, W).
+
+        Arguments as :meth:`p_sample_loop`; ``eta`` = η of Song et al. 2021 (0: deterministic). ``cond_fn`` enters
+        through the score (:meth:`condition_score`). With ``eta=0`` the generator only draws x_T.
+        """
         final = None
         for final in self.ddim_sample_loop_progressive(model, shape, noise=noise, clip_denoised=clip_denoised,
                                                        denoised_fn=denoised_fn, cond_fn=cond_fn,
@@ -406,7 +421,7 @@ class GaussianDiffusion:
                                      device=None, progress: bool = False, eta: float = 0.0,
                                      generator: Optional[torch.Generator] = None) -> Iterator[dict]:
         """Like :meth:`ddim_sample_loop` but yields each step's ``{"sample", "pred_xstart"}``."""
-        device = _resolve_device(device, noise, model, generator)
+        device = _resolve_device(device, noise, model, generator, model_kwargs)
         img = _initial_noise(shape, noise, generator, device)
         for i in _progress(range(self.num_timesteps - 1, -1, -1), progress):
             t = torch.full((shape[0],), i, device=device, dtype=torch.long)
@@ -607,7 +622,9 @@ def _nonzero_mask(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (t != 0).to(_as_float_dtype(x)).view(-1, *([1] * (x.ndim - 1)))
 
 
-def _resolve_device(device, noise, model, generator):
+def _resolve_device(device, noise, model, generator, model_kwargs=None):
+    """Sampling device: ``device``, else that of ``noise``, the model's parameters, a tensor in ``model_kwargs``
+    (for wrapped models such as :func:`lt_diffusion.guidance.cfg_model_fn`), the generator, or CPU."""
     if device is not None:
         return torch.device(device)
     if noise is not None:
@@ -616,6 +633,9 @@ def _resolve_device(device, noise, model, generator):
         param = next(model.parameters(), None)
         if param is not None:
             return param.device
+    for value in (model_kwargs or {}).values():
+        if isinstance(value, torch.Tensor):
+            return value.device
     if generator is not None:
         return generator.device
     return torch.device("cpu")
