@@ -1,0 +1,211 @@
+"""Presets of chapter 04, "Classifier-free guidance" (Ho & Salimans 2022).
+
+Three experiments:
+
+1. **A 2-D toy** (:mod:`lt_diffusion.toy2d`): three Gaussian classes whose densities under the forward process
+   are exact. Guided sampling with the exact ε* and with a small MLP denoiser trained with label dropout, for
+   a few guidance strengths w. Always on the CPU (seconds).
+2. **Joint conditional/unconditional training** of CIFAR-10 UNets with the null label at each ``p_uncond``,
+   and the sweep of w: FID, precision and recall vs w, and samples per class.
+3. **Classifier guidance vs CFG** on the same base model (the first ``p_uncond`` model) and budget: a noisy
+   classifier is trained, both sweeps are plotted side by side, and the cost per sample is measured (forward
+   passes and seconds).
+
+Convention: w of Ho & Salimans (ε̃ = (1 + w) ε_c − w ε_∅; w = 0 is the conditional model); the guidance scale
+g = 1 + w of Imagen / diffusers is printed beside it.
+
+Costs (one H100, bf16; estimates from assumed throughputs, ``CFGPreset.projected_gpu_seconds``):
+
+* ``smoke``: the 0.19 M ``smoke`` UNet, a few steps, 12 samples per metric point against 64 train images;
+  about a minute on 2 CPU cores; every metric is labelled "smoke: not comparable".
+* ``book``: two 6.95 M-parameter conditional UNets (p_uncond 0.1 and 0.2), each 2,400 steps of batch 256
+  (≈ 30 s each), a 3.3 M-parameter classifier (2,000 steps, ≈ 13 s), 10 CFG sample sets + 5 classifier-guided
+  sets of 5,000 images with 25 DDIM steps (≈ 60 s), Inception features and the train-set reference statistics
+  (≈ 35 s). About 3 minutes, plus the CPU toy (≈ 15 s).
+* ``paper``: what the paper's study would cost at CIFAR-10 size with the ADM-style CIFAR-10 UNet of
+  papers.md §2.1: p_uncond ∈ {0.1, 0.2, 0.5}, a finer w grid, 50 K samples per point. papers.md could not verify
+  the paper's own p_uncond / w grid or a CIFAR-10 number (§3, §9); these values are our choice. Never run here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+from lt_diffusion.experiments.common import H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
+
+from . import register
+
+CHAPTER = "cfg"
+
+
+@dataclass(frozen=True)
+class ToySpec:
+    """The 2-D toy (CPU).
+
+    Attributes:
+        radius, std: three isotropic classes on a triangle of this radius with this standard deviation.
+        steps: T of the toy's diffusion (cosine schedule); sample_steps: DDIM steps used to sample it.
+        ws: guidance strengths shown.
+        samples_per_class: samples drawn per class and w.
+        mlp_hidden, mlp_depth: the MLP denoiser; mlp_steps, mlp_batch, mlp_lr: its training.
+        p_uncond: label dropout of the MLP's training.
+    """
+
+    radius: float = 1.0
+    std: float = 0.45
+    steps: int = 1000
+    sample_steps: int = 50
+    ws: Tuple[float, ...] = (0.0, 1.0, 3.0, 8.0)
+    samples_per_class: int = 1000
+    mlp_hidden: int = 128
+    mlp_depth: int = 3
+    mlp_steps: int = 3000
+    mlp_batch: int = 512
+    mlp_lr: float = 2e-3
+    p_uncond: float = 0.2
+
+
+@dataclass(frozen=True)
+class CFGPreset:
+    """One scale of chapter 04.
+
+    Attributes:
+        scale: ``"smoke"``, ``"book"`` or ``"paper"``.
+        toy: the 2-D experiment.
+        diffusion: forward process and objective of the image models.
+        model: the class-conditional UNet (``num_classes=10``; null label 10).
+        train: the recipe of every conditional model.
+        p_unconds: label-dropout probabilities, one model each (the first is the base of the comparison).
+        ws: CFG strengths swept (w convention).
+        classifier: the noisy classifier of the classifier-guidance comparison.
+        classifier_train: its recipe.
+        classifier_scales: classifier scales s swept on the first model (conditional, y = class).
+        eval: samples per sweep point, DDIM steps, FID reference split.
+        pr_reference_images: real train images whose features are the precision/recall reference.
+        samples_per_class_grid: images per class in the per-class grid.
+        grid_w: the w of the per-class grid.
+        cost_batch: batch used to time one sampling call of each method.
+        train_img_per_s, sample_img_per_s: assumed H100 throughputs behind the projected cost.
+        note: what this scale can and cannot show.
+    """
+
+    scale: str
+    toy: ToySpec
+    diffusion: DiffusionSpec
+    model: UNetConfig
+    train: TrainSpec
+    p_unconds: Tuple[float, ...]
+    ws: Tuple[float, ...]
+    classifier: ClassifierConfig
+    classifier_train: TrainSpec
+    classifier_scales: Tuple[float, ...]
+    eval: EvalSpec
+    pr_reference_images: int
+    samples_per_class_grid: int = 8
+    grid_w: float = 2.0
+    cost_batch: int = 250
+    train_img_per_s: float = 20_000.0
+    sample_img_per_s: float = 60_000.0
+    note: str = ""
+
+    def __post_init__(self):
+        if self.model.num_classes is None:
+            raise ValueError("CFG needs a class-conditional model (num_classes=10)")
+        if not self.p_unconds or not all(0.0 < p < 1.0 for p in self.p_unconds):
+            raise ValueError(f"p_unconds must be non-empty values in (0, 1), got {self.p_unconds}")
+        if 0.0 not in self.ws:
+            raise ValueError("the w sweep must include w = 0 (the plain conditional model)")
+        if self.classifier.num_classes != self.model.num_classes:
+            raise ValueError("classifier and model must have the same number of classes")
+
+    @staticmethod
+    def g_of_w(w: float) -> float:
+        """The Imagen / diffusers guidance scale g = 1 + w of a Ho & Salimans strength w."""
+        return 1.0 + w
+
+    def projected_gpu_seconds(self) -> Dict[str, float]:
+        """Projected H100 seconds (an estimate from the assumed throughputs, not a measurement).
+
+        A CFG step is one forward pass on a doubled batch (2 per image); classifier guidance is one UNet forward
+        plus a classifier forward+backward (counted as 2.5 forwards in all).
+        """
+        n_models = len(self.p_unconds)
+        train = n_models * self.train.images_seen / self.train_img_per_s
+        clf = self.classifier_train.images_seen / (2 * self.train_img_per_s)
+        per_set = self.eval.num_samples * self.eval.sample_steps
+        cfg_sets = n_models * len(self.ws)
+        sample = (cfg_sets * per_set * 2 + len(self.classifier_scales) * per_set * 2.5) / self.sample_img_per_s
+        n_incep = (cfg_sets + len(self.classifier_scales)) * self.eval.num_samples + self.pr_reference_images + 50_000
+        fid = n_incep / H100_INCEPTION_IMG_PER_S
+        return {"train_s": train, "classifier_s": clf, "sample_s": sample, "fid_s": fid,
+                "total_s": train + clf + sample + fid}
+
+
+_SMOKE = CFGPreset(
+    scale="smoke",
+    toy=ToySpec(steps=100, sample_steps=10, ws=(0.0, 3.0), samples_per_class=100, mlp_hidden=32, mlp_depth=2,
+                mlp_steps=60, mlp_batch=128),
+    diffusion=DiffusionSpec(steps=100, noise_schedule="cosine", objective="simple"),
+    model=get_model_config("smoke", num_classes=10, num_heads=1),
+    train=TrainSpec(steps=6, batch_size=8, lr=1e-3, ema_rate=0.5, num_train_images=256, bf16=False, grad_clip=1.0),
+    p_unconds=(0.1, 0.2),
+    ws=(0.0, 2.0),
+    classifier=ClassifierConfig(num_classes=10, model_channels=16, num_res_blocks=1, channel_mult=(1, 2),
+                                attention_resolutions=(16,), num_head_channels=16, pool="attention"),
+    classifier_train=TrainSpec(steps=6, batch_size=16, lr=1e-3, num_train_images=256, bf16=False),
+    classifier_scales=(0.0, 4.0),
+    eval=EvalSpec(num_samples=12, sample_steps=5, batch_size=12, fid_reference="train", fid_reference_images=64,
+                  grid=8, comparable=False),
+    pr_reference_images=64,
+    samples_per_class_grid=2,
+    cost_batch=8,
+    train_img_per_s=60.0,
+    sample_img_per_s=200.0,
+    note="smoke: a CI check that every cell runs; every number is 'smoke: not comparable'.",
+)
+
+_BOOK = CFGPreset(
+    scale="book",
+    toy=ToySpec(),
+    diffusion=DiffusionSpec(steps=1000, noise_schedule="cosine", objective="simple"),
+    model=get_model_config("book", num_classes=10, dropout=0.0),
+    train=TrainSpec(steps=2400, batch_size=256, lr=3e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.998),
+    p_unconds=(0.1, 0.2),
+    ws=(0.0, 0.5, 1.0, 2.0, 4.0),
+    classifier=ClassifierConfig(num_classes=10, model_channels=64, num_res_blocks=2, channel_mult=(1, 2, 2),
+                                attention_resolutions=(16, 8), num_head_channels=64, pool="attention"),
+    classifier_train=TrainSpec(steps=2000, batch_size=256, lr=3e-4, weight_decay=0.05),
+    classifier_scales=(0.0, 1.0, 2.0, 4.0, 8.0),
+    eval=EvalSpec(num_samples=5000, sample_steps=25, batch_size=1000, fid_reference="train"),
+    pr_reference_images=5000,
+    note="book: seconds of training per model; FID is far above any paper's and only the trends in w are "
+         "meaningful. FID and precision/recall use 5,000 samples (FID is biased upwards at this size).",
+)
+
+_PAPER = CFGPreset(
+    scale="paper",
+    toy=ToySpec(samples_per_class=5000, mlp_steps=20_000),
+    diffusion=DiffusionSpec(steps=1000, noise_schedule="cosine", objective="hybrid", rescale_timesteps=False,
+                            rescale_learned_sigmas=True),
+    model=UNetConfig(image_size=32, model_channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=3,
+                     attention_resolutions=(16, 8), num_head_channels=32, resblock_updown=True,
+                     use_scale_shift_norm=True, dropout=0.3, learn_sigma=True, num_classes=10),
+    train=TrainSpec(steps=500_000, batch_size=128, lr=1e-4, ema_rate=0.9999, random_flip=True, compile=True),
+    p_unconds=(0.1, 0.2, 0.5),
+    ws=(0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0, 3.0, 4.0),
+    classifier=ClassifierConfig(num_classes=10, model_channels=128, num_res_blocks=2, channel_mult=(1, 2, 2, 2),
+                                attention_resolutions=(32, 16, 8), num_head_channels=64, pool="attention"),
+    classifier_train=TrainSpec(steps=150_000, batch_size=256, lr=3e-4, weight_decay=0.05),
+    classifier_scales=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    eval=EvalSpec(num_samples=50_000, sample_steps=250, batch_size=1000, fid_reference="train"),
+    pr_reference_images=50_000,
+    train_img_per_s=1_500.0,
+    sample_img_per_s=4_500.0,
+    note="paper: the ADM-style CIFAR-10 UNet of papers.md §2.1 (DDPM-IP, third-party), trained jointly with the "
+         "null label. Ho & Salimans report ImageNet only; papers.md verifies no CIFAR-10 number and not their "
+         "p_uncond / w grid. Never run here; ≈ 97 GPU-hours (4 days on one H100) by the assumed throughputs.",
+)
+
+PRESETS = {"smoke": _SMOKE, "book": _BOOK, "paper": _PAPER}
+register(CHAPTER, PRESETS)
