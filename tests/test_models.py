@@ -7,6 +7,16 @@ from lt_diffusion.models import (MODEL_PRESETS, ClassifierConfig, EncoderUNetMod
                                  count_parameters, get_model_config)
 
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded CI box OpenMP spin-waiting makes
+    them up to 50x slower; run single-threaded and restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 def _tiny(**kw) -> UNetConfig:
     base = dict(image_size=8, model_channels=16, channel_mult=(1, 2), num_res_blocks=1,
                 attention_resolutions=(8, 4), num_heads=2)

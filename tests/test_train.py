@@ -1,0 +1,257 @@
+"""Trainer: learning on a toy set, exact resume, DDP equivalence, checkpoint safety, label dropout.
+
+Most tests use a minimal stand-in diffusion defined here (the ε-MSE of DDPM in ten lines), so the
+trainer is tested on its own; one test runs it against ``lt_diffusion.diffusion`` when present.
+"""
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from lt_diffusion import train as train_mod
+from lt_diffusion.models import UNetConfig, UNetModel
+from lt_diffusion.train import TrainConfig, Trainer, atomic_torch_save
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded CI box OpenMP spin-waiting makes
+    them up to 50x slower; run single-threaded and restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+class StandInDiffusion:
+    """DDPM ε-MSE on a linear schedule. ``fixed_noise`` makes the noise a function of x (for DDP tests)."""
+
+    def __init__(self, num_timesteps: int = 100, fixed_noise: bool = False):
+        self.num_timesteps = num_timesteps
+        betas = torch.linspace(1e-4, 0.2, num_timesteps, dtype=torch.float64)
+        self.alphas_cumprod = torch.cumprod(1 - betas, 0).float()
+        self.fixed_noise = fixed_noise
+        self.seen_y = []
+
+    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None):
+        model_kwargs = model_kwargs or {}
+        if "y" in model_kwargs:
+            self.seen_y.append(model_kwargs["y"].clone())
+        if noise is None:
+            noise = torch.sin(7.0 * x_start + 1.0) if self.fixed_noise else torch.randn_like(x_start)
+        ab = self.alphas_cumprod.to(x_start.device)[t].view(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x_start + (1 - ab).sqrt() * noise
+        out = model(x_t, t.float() * (1000.0 / self.num_timesteps), **model_kwargs)
+        mse = (out.float() - noise).square().mean(dim=(1, 2, 3))
+        return {"loss": mse, "mse": mse}
+
+
+class ToyData:
+    """64 fixed 8x8 images of 4 classes (a colour per class plus a gradient), served in batches in a
+    deterministic order that depends only on the position, which ``state_dict`` records."""
+
+    def __init__(self, batch_size: int = 16, n: int = 64, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.arange(n) % 4
+        colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
+        ramp = torch.linspace(-0.5, 0.5, 8)
+        x = 0.6 * colours[self.y][:, :, None, None] + 0.3 * ramp[None, None, :, None]
+        self.x = (x + 0.05 * torch.randn(n, 3, 8, 8, generator=g)).clamp(-1, 1)
+        self.batch_size, self.n, self.seed, self.pos = batch_size, n, seed, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        per_epoch = self.n // self.batch_size
+        epoch, k = divmod(self.pos, per_epoch)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
+        idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
+        self.pos += 1
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self):
+        return {"pos": self.pos}
+
+    def load_state_dict(self, state):
+        self.pos = int(state["pos"])
+
+
+def tiny_model(seed: int = 0, **kw) -> UNetModel:
+    torch.manual_seed(seed)
+    cfg = dict(image_size=8, model_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+               attention_resolutions=(4,), num_heads=2, use_scale_shift_norm=True, num_classes=4)
+    cfg.update(kw)
+    return UNetModel(UNetConfig(**cfg))
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(steps=10, batch_size=16, lr=1e-3, ema_decay=0.9, log_every=1, device="cpu", progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_unet_learns_toy_set():
+    diffusion = StandInDiffusion()
+    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=32), cfg(steps=300, lr=2e-3, log_every=50,
+                                                                            warmup_steps=20, grad_clip=1.0))
+    hist = trainer.run()
+    assert [h["step"] for h in hist] == [50, 100, 150, 200, 250, 300]
+    first, last = hist[0]["loss"], hist[-1]["loss"]
+    # The zero-initialised model starts at E[eps^2] = 1; a working loop cuts that by far more than half.
+    assert first > 0.3 and last < 0.4 * first, (first, last)
+    for key in ("loss_q0", "loss_q3", "mse", "mse_q2", "grad_norm", "lr", "images_per_s"):
+        assert key in hist[-1], key
+    assert hist[-1]["lr"] == pytest.approx(2e-3)
+    # Both extremes of t are easy for eps-prediction relative to the middle; all quarters are finite.
+    assert all(0 <= hist[-1][f"loss_q{i}"] < 2 for i in range(4))
+    # The EMA model is a separate, finite copy that tracks the weights.
+    p_ema = torch.cat([p.flatten() for p in trainer.ema_model.parameters()])
+    p = torch.cat([p.flatten() for p in trainer.model.parameters()])
+    assert torch.isfinite(p_ema).all() and not torch.equal(p_ema, p)
+    assert (p_ema - p).norm() < 0.5 * p.norm()
+
+
+def test_warmup_is_linear():
+    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(), cfg(lr=1e-3, warmup_steps=4))
+    assert [trainer.lr_at(s) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def _flat(model):
+    return torch.cat([v.flatten().float() for v in model.state_dict().values()])
+
+
+def test_exact_resume(tmp_path):
+    """N steps straight == N/2 steps, save, fresh trainer, load, N/2 steps (losses and weights)."""
+    kw = dict(steps=8, dropout=0.2)
+    c = cfg(steps=kw["steps"], p_uncond=0.3, grad_clip=0.5, warmup_steps=3, schedule_sampler="loss-second-moment")
+    straight = Trainer(tiny_model(dropout=kw["dropout"]), StandInDiffusion(), ToyData(), c)
+    hist_straight = straight.run()
+
+    first = Trainer(tiny_model(dropout=kw["dropout"]), StandInDiffusion(), ToyData(), c)
+    first.run(4)
+    path = str(tmp_path / "half.pt")
+    first.save_checkpoint(path)
+    torch.manual_seed(12345)  # scramble the global RNG: the checkpoint must restore it
+    resumed = Trainer(tiny_model(seed=99, dropout=kw["dropout"]), StandInDiffusion(), ToyData(), c)
+    resumed.load_checkpoint(path)
+    assert resumed.step == 4
+    hist_resumed = resumed.run()
+
+    assert [h["loss"] for h in hist_resumed] == [h["loss"] for h in hist_straight]
+    assert len(hist_resumed) == 8
+    torch.testing.assert_close(_flat(resumed.model), _flat(straight.model), rtol=0, atol=0)
+    torch.testing.assert_close(_flat(resumed.ema), _flat(straight.ema), rtol=0, atol=0)
+
+
+def test_checkpoint_is_weights_only_and_complete(tmp_path):
+    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(), cfg(steps=2))
+    trainer.run()
+    path = tmp_path / "c.pt"
+    trainer.save_checkpoint(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "ema", "optimizer", "step", "rng", "data", "sampler", "config", "model_config"):
+        assert key in state, key
+    assert state["step"] == 2 and state["data"] == {"pos": 2}
+    assert state["config"]["batch_size"] == 16 and state["model_config"]["num_classes"] == 4
+    assert UNetConfig(**state["model_config"]) == trainer.model.config
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"a": torch.ones(3)}, str(path))
+
+    def failing_save(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_mod.torch, "save", failing_save)
+    with pytest.raises(OSError):
+        atomic_torch_save({"a": torch.zeros(3)}, str(path))
+    with pytest.raises(OSError):
+        atomic_torch_save({"a": torch.zeros(3)}, str(tmp_path / "new.pt"))
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt"]  # no temp file, no partial new.pt
+    torch.testing.assert_close(torch.load(path, weights_only=True)["a"], torch.ones(3))  # old file intact
+
+
+@pytest.mark.parametrize("mode", ["sample", "batch"])
+def test_label_dropout(mode):
+    diffusion = StandInDiffusion()
+    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=64), cfg(steps=40, p_uncond=0.5, uncond_mode=mode))
+    trainer.run()
+    ys = torch.stack(diffusion.seen_y)  # (steps, B)
+    null = ys == 4
+    per_step = null.float().mean(1)
+    if mode == "batch":  # CBDM: all or nothing per batch; 40 coin flips
+        assert ((per_step == 0) | (per_step == 1)).all()
+        assert 0.2 < null.float().mean() < 0.8
+    else:  # 2560 independent draws: the rate is 0.5 +- 0.01
+        assert 0.45 < null.float().mean() < 0.55
+        assert ((per_step > 0) & (per_step < 1)).float().mean() > 0.9
+    kept = ys[~null]
+    assert kept.min() >= 0 and kept.max() <= 3
+
+
+def test_unconditional_model_gets_no_labels():
+    diffusion = StandInDiffusion()
+    trainer = Trainer(tiny_model(num_classes=None), diffusion, ToyData(), cfg(steps=2))
+    trainer.run()
+    assert diffusion.seen_y == []
+
+
+def test_with_package_diffusion_if_present(tmp_path):
+    """Integration with lt_diffusion.diffusion (hybrid loss, learned sigma, loss-aware sampler)."""
+    diffusion_mod = pytest.importorskip("lt_diffusion.diffusion")
+    diffusion = diffusion_mod.create_diffusion(steps=40, noise_schedule="cosine", learn_sigma=True, loss="hybrid",
+                                               rescale_timesteps=True)
+    trainer = Trainer(tiny_model(learn_sigma=True), diffusion, ToyData(),
+                      cfg(steps=4, schedule_sampler="loss-second-moment", log_every=2))
+    hist = trainer.run()
+    assert len(hist) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+    assert "vb" in hist[-1] and "mse_q0" in hist[-1] or "mse" in hist[-1]
+    trainer.save_checkpoint(str(tmp_path / "c.pt"))
+    torch.load(tmp_path / "c.pt", weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------- DDP
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(tiny_model(), StandInDiffusion(num_timesteps=1, fixed_noise=True), ToyData(batch_size=16),
+                          cfg(steps=1, lr=1e-2, grad_clip=None))
+        assert trainer.world_size == world and trainer.local_batch == 16 // world
+        trainer.run()
+        if rank == 0:
+            torch.save(trainer.model.state_dict(), os.path.join(out_dir, "ddp.pt"))
+            torch.save(trainer.history, os.path.join(out_dir, "ddp_hist.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_ranks_match_single_process(tmp_path):
+    """One DDP step on two half-batches (gloo, 2 CPU processes) == one step on the full batch."""
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = Trainer(tiny_model(), StandInDiffusion(num_timesteps=1, fixed_noise=True), ToyData(batch_size=16),
+                     cfg(steps=1, lr=1e-2, grad_clip=None))
+    single.run()
+    ddp_state = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    init_state = tiny_model().state_dict()
+    moved = 0.0
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(ddp_state[k], v, rtol=0, atol=1e-6, msg=k)
+        moved = max(moved, (v - init_state[k]).abs().max().item())
+    assert moved > 1e-3  # the step did change the weights
+    ddp_hist = torch.load(tmp_path / "ddp_hist.pt", weights_only=True)
+    assert ddp_hist[0]["loss"] == pytest.approx(single.history[0]["loss"], rel=1e-6)
