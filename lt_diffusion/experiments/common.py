@@ -42,6 +42,7 @@ __all__ = [
     "results_dir",
     "default_device",
     "projected_gpu_seconds",
+    "bf16_model",
 ]
 
 # Throughput assumptions for cost estimates on one H100 (bf16), used by the presets' docstrings and
@@ -277,6 +278,15 @@ class _Autocast:
         return self.model.parameters()
 
 
+def bf16_model(model, enabled: bool = True) -> Callable:
+    """Wrap ``model`` so that it runs under bfloat16 autocast on CUDA (a no-op on CPU or with ``enabled=False``).
+
+    For engine loops called directly, e.g. ``diffusion.calc_bpd_loop(bf16_model(ema), x)``; the engine casts the
+    output back to float32 before any Gaussian arithmetic.
+    """
+    return _Autocast(model, enabled)
+
+
 def make_sampler(spec: DiffusionSpec, model, *, sample_steps: Union[int, str, None] = None,
                  method: str = "ancestral", eta: float = 0.0, use_timesteps: Optional[Sequence[int]] = None,
                  sigma_small: Optional[bool] = None, clip_denoised: bool = True, bf16: bool = True,
@@ -367,17 +377,22 @@ def evaluate_fid(sample_fn: Callable, n: int, ref_stats, batch_size: int = 500, 
     return (value, images) if return_images else value
 
 
-def results_dir() -> Path:
-    """``<repository>/results`` when the package runs from a checkout (next to ``DESIGN.md``), else ``./results``."""
+def results_dir(scale: Optional[str] = None) -> Path:
+    """``<repository>/results`` when the package runs from a checkout (next to ``DESIGN.md``), else ``./results``.
+
+    Smoke-scale results go to the ``smoke/`` subfolder, so a CI run never overwrites the committed ``book`` results.
+    """
     root = Path(__file__).resolve().parents[2]
-    return root / "results" if (root / "DESIGN.md").is_file() else Path("results").resolve()
+    folder = root / "results" if (root / "DESIGN.md").is_file() else Path("results").resolve()
+    return folder / "smoke" if scale == "smoke" else folder
 
 
 def save_results(chapter: str, results: Dict[str, Any]) -> Path:
-    """:func:`lt_diffusion.provenance.save_results` into :func:`results_dir` (``results/<chapter>.json``)."""
+    """:func:`lt_diffusion.provenance.save_results` into :func:`results_dir` (``results/<chapter>.json``;
+    ``results/smoke/<chapter>.json`` when ``results["scale"] == "smoke"``)."""
     from lt_diffusion.provenance import save_results as _save
 
-    return _save(chapter, results, folder=results_dir())
+    return _save(chapter, results, folder=results_dir(results.get("scale")))
 
 
 def train_model(model_config, diffusion: DiffusionSpec, train: TrainSpec, data=None, *, seed: int = 0,

@@ -8,7 +8,7 @@ FID when the first part of the reverse process is skipped.
 
 Costs (one H100, bf16; estimates from throughput, ``ImprovedDDPMPreset.projected_gpu_seconds``):
 
-* ``smoke``: 0.19 M-parameter UNet, T = 100, six runs of 25 steps × 16 images, bpd on 8 test images, FIDs on
+* ``smoke``: 0.19 M-parameter UNet, T = 100, six runs of 20 steps × 16 images, bpd on 4 test images, FIDs on
   8 samples against 32 train images. About a minute on 2 CPU cores (the Inception network dominates); every
   number is "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet, **T = 1000** (not the paper's 4000: the exact bound costs T
@@ -142,12 +142,12 @@ _SMOKE = ImprovedDDPMPreset(
     scale="smoke",
     model=get_model_config("smoke"),
     runs=_runs(100, 0.0, 0.0),
-    train=TrainSpec(steps=25, batch_size=16, lr=1e-3, ema_rate=0.9, random_flip=False, num_train_images=512,
+    train=TrainSpec(steps=20, batch_size=16, lr=1e-3, ema_rate=0.9, random_flip=False, num_train_images=512,
                     bf16=False),
     eval=EvalSpec(num_samples=8, sample_steps=20, batch_size=8, fid_reference="train", fid_reference_images=32,
                   grid=16, comparable=False),
-    bpd_images=8,
-    bpd_batch=8,
+    bpd_images=4,
+    bpd_batch=4,
     step_sweep=(10,),
     sweep_samples=8,
     skip_fractions=(0.0, 0.5),
