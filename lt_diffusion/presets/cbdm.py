@@ -9,7 +9,7 @@ Costs (one H100, bf16; estimates from throughput, see ``CBDMPreset.projected_gpu
 second forward and backward pass (the γ-term trains the y' branch), so it is counted as twice a baseline step.
 
 * ``smoke``: the 0.19 M-parameter ``smoke`` UNet on a 10×-shrunk CIFAR-10-LT (500 … 5 images, 1,236 in all),
-  T = 100, 20 steps of batch 16 per arm, 40 samples per FID against 64 train images. About a minute on 2 CPU
+  T = 100, 8 steps of batch 8 per arm, 10-30 samples per FID against 40 train images. About a minute on 2 CPU
   cores; every number is labelled "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet (10 classes) on CIFAR-10-LT (12,406 images), T = 1000 linear,
   2,000 steps of batch 128 per arm (about 20 epochs): 2 baselines + 2 CBDM + 3 single-seed CBDM variants
@@ -159,15 +159,15 @@ _SMOKE = CBDMPreset(
     scale="smoke",
     model=get_model_config("smoke", num_classes=10),
     diffusion=DiffusionSpec(steps=100, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=20, batch_size=16, lr=1e-3, warmup_steps=0, ema_rate=0.9, bf16=False),
-    eval=EvalSpec(num_samples=40, sample_steps=10, batch_size=40, fid_reference="train",
-                  fid_reference_images=64, grid=20, comparable=False),
+    train=TrainSpec(steps=8, batch_size=8, lr=1e-3, warmup_steps=0, ema_rate=0.8, bf16=False),
+    eval=EvalSpec(num_samples=30, sample_steps=5, batch_size=30, fid_reference="train",
+                  fid_reference_images=40, grid=20, comparable=False),
     n_max=500,
     seeds=(0, 1),
     omega_sweep=(0.0, 1.0),
-    sweep_samples=20,
+    sweep_samples=10,
     tau_sweep=(3.0,),
-    ddim_steps=10,
+    ddim_steps=5,
     recall_k=3,
     kid_subset=20,
     grid_per_class=2,

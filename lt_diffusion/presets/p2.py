@@ -6,8 +6,8 @@ training. It also trains one model with a too-large γ to show what starving the
 
 Costs (one H100, bf16; estimates from throughput, see ``P2Preset.projected_gpu_seconds``):
 
-* ``smoke``: the 0.19 M-parameter ``smoke`` UNet, T = 100, 512 (and 64) real images, 30 steps of batch 16 per
-  arm, 32 samples per FID against 64 train images. About a minute on 2 CPU cores; FID is labelled
+* ``smoke``: the 0.19 M-parameter ``smoke`` UNet, T = 100, 512 (and 64) real images, 12 steps of batch 8 per
+  arm, 10-20 samples per FID against 40 train images. About a minute on 2 CPU cores; FID is labelled
   "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet, T = 1000 linear, 7 trainings of 2,400 steps at batch 128
   (baseline/P2 × all data/1k subset, baseline/P2 without 16×16 attention, γ = 3): 2.15 M images, ~110 s at
@@ -147,16 +147,16 @@ _SMOKE = P2Preset(
     scale="smoke",
     model=get_model_config("smoke"),
     diffusion=DiffusionSpec(steps=100, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=30, batch_size=16, lr=1e-3, warmup_steps=0, ema_rate=0.9, bf16=False),
-    eval=EvalSpec(num_samples=32, sample_steps=20, batch_size=32, fid_reference="train",
-                  fid_reference_images=64, grid=16, comparable=False),
+    train=TrainSpec(steps=12, batch_size=8, lr=1e-3, warmup_steps=0, ema_rate=0.8, bf16=False),
+    eval=EvalSpec(num_samples=20, sample_steps=10, batch_size=20, fid_reference="train",
+                  fid_reference_images=40, grid=16, comparable=False),
     large_gamma=3.0,
     subset_size=64,
     num_train_images=512,
     no_attention_arms=False,
-    eval_every=15,
-    curve_samples=16,
-    curve_ddim_steps=10,
+    eval_every=6,
+    curve_samples=10,
+    curve_ddim_steps=5,
     recon_images=3,
     check_t=(0, 25, 50, 75, 99),
     train_img_per_s=300.0,
