@@ -255,7 +255,7 @@ def train_toy_denoiser(model: nn.Module, mixture: GaussianMixture, diffusion, st
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 
