@@ -223,6 +223,9 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         mcfg = getattr(model, "config", None)
         self.num_classes = cfg.num_classes if cfg.num_classes is not None else getattr(mcfg, "num_classes", None)
+        if cfg.p_uncond > 0 and self.num_classes is None:
+            raise ValueError("p_uncond > 0 drops labels to the null label: it needs a class-conditional model "
+                             "(model.config.num_classes or TrainConfig.num_classes)")
         # EMA in float32 via torch's maintained implementation (foreach lerp); buffers are averaged too.
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)

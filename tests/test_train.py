@@ -201,6 +201,10 @@ def test_unconditional_model_gets_no_labels():
     trainer = Trainer(tiny_model(num_classes=None), diffusion, ToyData(), cfg(steps=2))
     trainer.run()
     assert diffusion.seen_y == []
+    with pytest.raises(ValueError, match="p_uncond"):
+        Trainer(tiny_model(num_classes=None), diffusion, ToyData(), cfg(p_uncond=0.1))
+    with pytest.raises(ValueError):
+        cfg(uncond_mode="half")
 
 
 def test_with_package_diffusion_if_present(tmp_path):
@@ -212,7 +216,7 @@ def test_with_package_diffusion_if_present(tmp_path):
                       cfg(steps=4, schedule_sampler="loss-second-moment", log_every=2))
     hist = trainer.run()
     assert len(hist) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
-    assert "vb" in hist[-1] and "mse_q0" in hist[-1] or "mse" in hist[-1]
+    assert "vb" in hist[-1] and "mse_q0" in hist[-1]
     trainer.save_checkpoint(str(tmp_path / "c.pt"))
     torch.load(tmp_path / "c.pt", weights_only=True)
 
