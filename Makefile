@@ -28,6 +28,8 @@ endif
 
 # Per-cell time limit for the smoke notebooks (seconds).
 NBVAL_CELL_TIMEOUT ?= 300
+# Upper bound for any single test item (pytest-timeout), so a hang cannot eat the CI budget.
+TEST_TIMEOUT ?= 900
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 PYTEST_ARGS ?=
 
@@ -64,7 +66,7 @@ book: $(STAMP) mathjax
 # last line is pytest's summary. No notebooks yet is fine; a failing one fails the run.
 test: $(STAMP) mathjax
 	@$(PY) -m pytest -q -p no:cacheprovider \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) --timeout=$(TEST_TIMEOUT) \
 	    $(PYTEST_ARGS) tests $(NOTEBOOKS)
 
 gpu-bundle: $(STAMP)

