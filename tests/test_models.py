@@ -215,3 +215,17 @@ def test_bf16_autocast_forward_cpu():
         out = model(x, t)
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+
+
+@pytest.mark.parametrize("regional", [False, True])
+def test_compile_model_traces_without_graph_breaks(regional):
+    """compile_model with fullgraph=True (dynamo's 'eager' backend: tracing only, no code generation)."""
+    from lt_diffusion.models import compile_model
+    torch._dynamo.reset()
+    model = _randomise(UNetModel(_tiny(num_classes=3, use_scale_shift_norm=True))).eval()
+    x, t, y = torch.randn(2, 3, 8, 8), torch.tensor([1.0, 2.0]), torch.tensor([0, 3])
+    ref = model(x, t, y)
+    compiled = compile_model(model, regional=regional, fullgraph=True, backend="eager")
+    assert (compiled is model) == regional
+    torch.testing.assert_close(compiled(x, t, y), ref, rtol=1e-6, atol=1e-6)
+    torch._dynamo.reset()

@@ -221,7 +221,7 @@ def _repeated_blocks(model: nn.Module) -> List[nn.Module]:
 
 
 def compile_model(model: nn.Module, mode: Optional[str] = None, regional: bool = False,
-                  dynamic: Optional[bool] = False, fullgraph: bool = False) -> nn.Module:
+                  dynamic: Optional[bool] = False, fullgraph: bool = False, backend: str = "inductor") -> nn.Module:
     """``torch.compile`` a UNet / classifier, whole or region by region.
 
     - ``regional=False``: returns ``torch.compile(model)`` (an ``OptimizedModule`` sharing the weights);
@@ -230,8 +230,13 @@ def compile_model(model: nn.Module, mode: Optional[str] = None, regional: bool =
       returns ``model`` itself. Blocks with the same shapes reuse one compiled graph, so compile time
       grows with the number of distinct block shapes, not with depth. The recompile limit is raised so
       that every distinct shape gets compiled instead of falling back to eager.
+
+    The blocks contain no graph breaks, so ``fullgraph=True`` works for both. ``backend`` is passed to
+    ``torch.compile`` (``"eager"`` traces without code generation, for tests).
     """
-    kwargs = dict(mode=mode, dynamic=dynamic, fullgraph=fullgraph)
+    kwargs: Dict[str, Any] = dict(dynamic=dynamic, fullgraph=fullgraph, backend=backend)
+    if mode is not None:
+        kwargs["mode"] = mode
     if not regional:
         return torch.compile(model, **kwargs)
     import torch._dynamo.config as dcfg
