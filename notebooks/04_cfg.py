@@ -1,0 +1,438 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Classifier-free guidance: guidance without a classifier
+#
+# {cite}`ho2022classifier` show that the fidelity/diversity trade-off of classifier guidance
+# {cite}`dhariwal2021diffusion` needs no classifier. Train **one** network as both a conditional and an
+# unconditional model — replace the label by a null token with probability $p_\text{uncond}$ — and at sampling
+# time extrapolate from the unconditional prediction towards the conditional one. The difference of the two is
+# the gradient of an *implicit* classifier, so no separate noisy classifier, no gradients through it, and no
+# adversarial shortcut in its features. CFG became the default guidance of text-to-image models; in this book it is
+# also the sampler of CBDM (chapter 06) and Diffusion Inversion (chapter 08), where the condition is a rare class or
+# a learned embedding.
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/04_cfg.ipynb)
+#
+# The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
+# commit, seeds, wall time). Rerun at full scale with `papermill notebooks/04_cfg.ipynb out.ipynb -p SCALE book`.
+
+# %% tags=["parameters"]
+SCALE = "smoke"
+SEED = 0
+
+# %% tags=["remove-input"]
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/lt-diffusion/lt-diffusion.git"], check=True)
+
+# %%
+import inspect
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from lt_diffusion import metrics, plotting, provenance, toy2d
+from lt_diffusion.classifier_train import train_noisy_classifier
+from lt_diffusion.experiments import common
+from lt_diffusion.experiments.common import DiffusionSpec
+from lt_diffusion.guidance import cfg_model_fn, classifier_cond_fn
+from lt_diffusion.models import EncoderUNetModel, count_parameters
+from lt_diffusion.presets import get_preset
+from lt_diffusion.sampling import generate
+
+P = get_preset("cfg", SCALE)
+run = provenance.start_run(SCALE, SEED)
+device = common.default_device()
+SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
+cost = P.projected_gpu_seconds()
+print(f"scale={P.scale} device={device} p_uncond={P.p_unconds} w={P.ws}")
+print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+
+# %% [markdown]
+# ## 1. The implicit classifier
+#
+# Bayes' rule at noise level $t$ gives the classifier's gradient as a difference of two scores,
+#
+# $$
+# \nabla_{x_t}\log p(c\mid x_t) = \nabla_{x_t}\log p(x_t\mid c) - \nabla_{x_t}\log p(x_t).
+# $$ (cfg-implicit)
+#
+# Classifier guidance with strength $w$ on this implicit classifier samples with the score
+# $\nabla\log p(x_t\mid c) + w\,\nabla\log p(c\mid x_t)$. Replacing each score by its noise prediction,
+# $\epsilon(x_t, c) = -\sqrt{1-\bar\alpha_t}\,\nabla\log p(x_t\mid c)$, gives the guided prediction of
+# {cite}`ho2022classifier`:
+#
+# $$
+# \tilde\epsilon(x_t, c) = (1 + w)\,\epsilon_\theta(x_t, c) - w\,\epsilon_\theta(x_t, \varnothing),
+# $$ (cfg-eps)
+#
+# where $\epsilon_\theta(x_t,\varnothing)$ is the same network given the null label. At every noise level,
+# {eq}`cfg-eps` is the noise prediction of the tilted density
+#
+# $$
+# \tilde p_w(x_t\mid c) \propto p(x_t\mid c)^{1+w}\,p(x_t)^{-w} \propto p(x_t\mid c)\,p(c\mid x_t)^{w},
+# $$ (cfg-tilted)
+#
+# which keeps the class-conditional density but reweights it towards points the implicit classifier is sure
+# about. (The chain of tilted steps does not sample exactly from the tilted data density; it is a heuristic that
+# works, as the toy below shows.)
+#
+# **Two conventions.** {eq}`cfg-eps` uses $w$: $w=0$ is the conditional model, $w=-1$ the unconditional one (CBDM's
+# $\omega$). Imagen and diffusers write $\tilde\epsilon = \epsilon_\varnothing + g(\epsilon_c - \epsilon_\varnothing)$ with a
+# *guidance scale* $g = 1 + w$ (Diffusion Inversion's `guidance_scale`). This book uses $w$ and prints $g$ beside
+# it. The package computes both predictions in **one** forward pass on a doubled batch:
+
+# %%
+print(inspect.getsource(cfg_model_fn))
+
+# %% [markdown]
+# Training needs only the null label: with probability $p_\text{uncond}$ a label becomes $\varnothing$ (the last row
+# of the UNet's label table). The trainer does it per sample (CBDM's code drops the whole batch; `uncond_mode="batch"`):
+
+# %%
+from lt_diffusion.train import Trainer  # noqa: E402
+
+print(inspect.getsource(Trainer._drop_labels))
+
+# %% [markdown]
+# ## 2. A toy with exact scores
+#
+# *Question: what does $w$ do to a distribution we know exactly?* Three Gaussian classes in 2-D that overlap. Under
+# the forward process each stays Gaussian, so $p_t(x\mid c)$, $p_t(x)$ and the ideal $\epsilon^*(x_t, t, c)$ are in
+# closed form (`lt_diffusion.toy2d`). We sample with the package's DDIM loop and `cfg_model_fn`, once with the
+# exact $\epsilon^*$ and once with a small MLP trained with label dropout — the same recipe as the image models.
+# First, the toy's exact model and the package's CFG wrapper agree with {eq}`cfg-eps` written out by hand:
+
+# %%
+T = P.toy
+mix = toy2d.three_class_mixture(radius=T.radius, std=T.std)
+NULL_TOY = mix.num_classes
+toy_spec = DiffusionSpec(steps=T.steps, noise_schedule="cosine", objective="simple")
+toy_train_diffusion = common.build_diffusion(toy_spec)
+toy_sampler = common.build_diffusion(toy_spec, timestep_respacing=f"ddim{T.sample_steps}")
+exact = toy2d.ExactEpsModel(mix, toy_train_diffusion.alphas_cumprod, timestep_scale=1000.0 / T.steps)
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(64, 2, generator=g, dtype=torch.float64)
+t_idx = torch.randint(0, T.steps, (64,), generator=g)
+y = torch.randint(0, 3, (64,), generator=g)
+abar = torch.as_tensor(toy_train_diffusion.alphas_cumprod)[t_idx]
+for w in (0.0, 1.0, 3.0):
+    by_hand = (1 + w) * mix.eps(x, abar, y) - w * mix.eps(x, abar, None)
+    packaged = cfg_model_fn(exact, w, null_label=NULL_TOY)(x, t_idx.double() * 1000.0 / T.steps, y=y)
+    print(f"w={w:g}: package CFG == (1+w) eps*_c - w eps*_u : {torch.allclose(packaged, by_hand, atol=1e-10)}")
+
+# %% [markdown]
+# The tilted densities {eq}`cfg-tilted` at $t=0$, computed on a grid (exact, no sampling): as $w$ grows, the mass of
+# each class moves away from the other classes (the posterior $p(c\mid x)$ of the requested class rises) and
+# concentrates (the spread falls).
+
+# %% tags=["nbval-check-output"]
+toy_rows = []
+for w in (0.0, 1.0, 3.0, 8.0):
+    xs, ys, dens = toy2d.density_grid(mix, y=0, w=w, lim=3.0, n=161)
+    X, Y = np.meshgrid(xs, ys)
+    pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
+    post0 = mix.class_posterior(pts)[:, 0].numpy().reshape(X.shape)
+    mean = np.array([(dens * X).sum(), (dens * Y).sum()])
+    spread = np.sqrt((dens * ((X - mean[0]) ** 2 + (Y - mean[1]) ** 2)).sum())
+    toy_rows.append({"w": w, "g = 1+w": 1 + w, "E[p(c|x)]": float((dens * post0).sum()), "spread": float(spread),
+                     "mean distance from origin": float(np.linalg.norm(mean))})
+print(plotting.metrics_table(toy_rows, formats={"w": ".0f", "g = 1+w": ".0f", "E[p(c|x)]": ".3f",
+                                                "spread": ".3f", "mean distance from origin": ".3f"}))
+
+# %%
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(SEED)
+    net = toy2d.ToyDenoiser(dim=2, num_classes=3, hidden=T.mlp_hidden, depth=T.mlp_depth)
+t0 = time.perf_counter()
+toy_losses = toy2d.train_toy_denoiser(net, mix, toy_train_diffusion, steps=T.mlp_steps, batch_size=T.mlp_batch,
+                                      lr=T.mlp_lr, p_uncond=T.p_uncond, seed=SEED)
+print(f"MLP denoiser: {count_parameters(net)} parameters, {T.mlp_steps} steps in {time.perf_counter() - t0:.1f} s "
+      f"(CPU), final loss {np.mean(toy_losses[-50:]):.4f}")
+
+
+def toy_samples(model, w, n_per_class, seed=SEED):
+    labels = torch.arange(3).repeat_interleave(n_per_class)
+    fn = cfg_model_fn(model, w, null_label=NULL_TOY) if w != 0 else model
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x0 = toy_sampler.ddim_sample_loop(fn, (labels.shape[0], 2), clip_denoised=False,
+                                          model_kwargs={"y": labels}, generator=gen, device="cpu")
+    return x0, labels
+
+
+toy_stats, toy_draws = [], {}
+for name, model in (("exact eps*", exact), ("MLP", net)):
+    for w in T.ws:
+        x0, labels = toy_samples(model, w, T.samples_per_class)
+        toy_draws[(name, w)] = (x0, labels)
+        toy_stats.append({"denoiser": name, "w": w, **toy2d.guided_sample_stats(mix, x0, labels)})
+display(plotting.metrics_table(toy_stats, formats={"class_accuracy": ".3f", "mean_p_y": ".3f", "spread": ".3f",
+                                                   "log_p_y": ".2f"}))
+
+# %% [markdown]
+# *Question: do sampled points follow the tilted densities?* Top: contours of $\tilde p_w(x\mid c)$ for the three
+# classes with samples of the exact denoiser; bottom: the trained MLP. Like the paper's toy figure, the classes
+# separate and sharpen as $w$ grows, and the samples leave the overlap regions.
+
+# %%
+plotting.set_style()
+colors = plotting.PALETTE[:3]
+fig, axes = plt.subplots(2, len(T.ws), figsize=(3.0 * len(T.ws), 6.2), squeeze=False, sharex=True, sharey=True)
+for j, w in enumerate(T.ws):
+    for i, name in enumerate(("exact eps*", "MLP")):
+        ax = axes[i, j]
+        for c in range(3):
+            xs, ys, dens = toy2d.density_grid(mix, y=c, w=w, lim=2.8, n=121)
+            ax.contour(xs, ys, dens, levels=4, colors=[colors[c]], linewidths=0.7, alpha=0.8)
+            x0, labels = toy_draws[(name, w)]
+            pts = x0[labels == c].numpy()
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[c], alpha=0.4)
+        ax.set_title(f"{name}, w={w:g} (g={1 + w:g})", fontsize=9)
+        ax.set_xlim(-2.8, 2.8)
+        ax.set_ylim(-2.8, 2.8)
+        ax.set_aspect("equal")
+fig.tight_layout()
+
+# %% [markdown]
+# ## 3. CFG on CIFAR-10: training with the null label
+#
+# *Question: how does the $w$ sweep move FID, precision and recall, and does $p_\text{uncond}$ matter?* One
+# class-conditional UNet per $p_\text{uncond}$, same budget, then `eval.num_samples` samples (classes balanced) per
+# $w$ with DDIM. FID {cite}`heusel2017fid` against the CIFAR-10 train statistics; precision and recall (k = 3)
+# {cite}`kynkaanniemi2019precision` against real train features. (The Inception Score is unavailable offline: the
+# Inception weights have no classifier layer; chapter 03.)
+
+# %%
+real = common.load_train_images(P.pr_reference_images)
+REAL_FEATS = metrics.compute_features(real.images, progress=False)
+CLASSES = real.classes
+if P.eval.fid_reference_images is not None and P.eval.fid_reference_images == P.pr_reference_images:
+    REF = metrics.feature_stats(REAL_FEATS)  # smoke: the same small balanced subset
+else:
+    REF = common.fid_reference_stats(P.eval.fid_reference, P.eval.fid_reference_images)
+NULL = P.model.num_classes
+
+
+# TODO(metrics): use metrics.fid once it has a fast path. pytorch-fid's scipy ``sqrtm`` of a 2048x2048 matrix
+# costs ~30 s of CPU per FID (minutes for a sweep). This computes the same Fréchet distance exactly:
+# tr sqrt(S_ref S_gen) = sum sqrt(eig(R^T S_gen R)) with S_ref = R R^T, an n x n problem when the generated
+# set has n < 2048 samples, and on the GPU when there is one.
+class FastFID:
+    def __init__(self, ref):
+        sigma = torch.as_tensor(ref.sigma, dtype=torch.float64, device=device)
+        evals, evecs = torch.linalg.eigh(sigma)
+        self.R = evecs * evals.clamp(min=0).sqrt()                  # S_ref = R R^T
+        self.mu = torch.as_tensor(ref.mu, dtype=torch.float64, device=device)
+        self.trace = torch.trace(sigma)
+
+    def __call__(self, feats):
+        f = torch.as_tensor(np.asarray(feats), dtype=torch.float64, device=device)
+        mu = f.mean(0)
+        A = (f - mu) / (f.shape[0] - 1) ** 0.5                       # S_gen = A^T A
+        B = A @ self.R
+        M = B @ B.T if B.shape[0] < B.shape[1] else B.T @ B         # same non-zero eigenvalues
+        root = torch.linalg.eigvalsh(M).clamp(min=0).sqrt().sum()
+        return float(((mu - self.mu) ** 2).sum() + self.trace + (A * A).sum() - 2 * root)
+
+
+FID = FastFID(REF)
+
+
+def score(images):
+    feats = metrics.compute_features(images, progress=False)
+    prec, rec = metrics.precision_recall(REAL_FEATS, feats, k=3)
+    return {"FID": FID(feats), "precision": prec, "recall": rec}
+
+
+def draw(model, n, labels, model_fn=None, cond_fn=None, seed=SEED):
+    sampler = common.make_sampler(P.diffusion, model, sample_steps=P.eval.sample_steps, method="ddim",
+                                  model_fn=model_fn, cond_fn=cond_fn)
+    return generate(sampler, n, min(P.eval.batch_size, n), labels=labels, seed=seed, progress=False)
+
+
+models, train_hist = {}, {}
+for p in P.p_unconds:
+    _, ema, hist = common.train_model(P.model, P.diffusion, P.train, seed=SEED, trainer_kwargs={"p_uncond": p})
+    models[p], train_hist[p] = ema, hist
+    print(f"p_uncond={p}: {count_parameters(ema) / 1e6:.2f} M parameters, {P.train.steps} steps, "
+          f"final loss {hist[-1]['loss']:.4f}")
+
+labels = torch.arange(P.eval.num_samples) % NULL
+cfg_rows = []
+for p, model in models.items():
+    for w in P.ws:
+        fn = cfg_model_fn(model, w, null_label=NULL) if w != 0 else None
+        row = {"method": f"CFG p_uncond={p}", "p_uncond": p, "w": w, "g = 1+w": 1 + w,
+               **score(draw(model, P.eval.num_samples, labels, model_fn=fn))}
+        cfg_rows.append(row)
+        print(f"p_uncond={p} w={w:<4g} FID={row['FID']:.2f} precision={row['precision']:.3f} "
+              f"recall={row['recall']:.3f}{SMOKE_LABEL}")
+
+# %%
+display(plotting.metrics_table(cfg_rows, columns=["p_uncond", "w", "g = 1+w", "FID", "precision", "recall"],
+                               formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+by_p = {f"p_uncond={p}": [r for r in cfg_rows if r["p_uncond"] == p] for p in P.p_unconds}
+plotting.curves(None, {k: ([r["w"] for r in v], [r["FID"] for r in v]) for k, v in by_p.items()},
+                xlabel="guidance strength w", ylabel="FID", markers=True, ax=axes[0],
+                title=f"FID vs w{SMOKE_LABEL}")
+plotting.curves(None, {k: ([r["recall"] for r in v], [r["precision"] for r in v]) for k, v in by_p.items()},
+                xlabel="recall (diversity)", ylabel="precision (fidelity)", markers=True, ax=axes[1],
+                title=f"precision vs recall along w{SMOKE_LABEL}")
+fig.tight_layout()
+
+# %% [markdown]
+# *Question: what do guided samples of each class look like?* One row per class at $w=$ `grid_w`
+# (model with the first $p_\text{uncond}$).
+
+# %%
+base_p = P.p_unconds[0]
+base = models[base_p]
+k = P.samples_per_class_grid
+grid_labels = torch.arange(NULL).repeat_interleave(k)
+imgs = draw(base, NULL * k, grid_labels, model_fn=cfg_model_fn(base, P.grid_w, null_label=NULL))
+fig = plotting.image_rows({CLASSES[c]: imgs[c * k:(c + 1) * k] for c in range(NULL)},
+                          title=f"CFG w={P.grid_w:g} (g={1 + P.grid_w:g}), p_uncond={base_p}")
+
+# %% [markdown]
+# ## 4. Classifier guidance vs CFG on the same model
+#
+# *Question: at the same base model and budget, which guidance gives the better fidelity/diversity curve, and what
+# does each cost per sample?* We train ADM's noisy classifier (chapter 03) and guide the conditional model of
+# $p_\text{uncond}=$ `p_unconds[0]` with it (the label goes to the model and to the classifier).
+
+# %%
+diffusion = common.build_diffusion(P.diffusion)
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(SEED)
+    classifier = EncoderUNetModel(P.classifier).to(device)
+ct = P.classifier_train
+clf_run = train_noisy_classifier(classifier, diffusion, common.load_train_images(ct.num_train_images),
+                                 steps=ct.steps, batch_size=ct.batch_size, lr=ct.lr, weight_decay=ct.weight_decay,
+                                 random_flip=ct.random_flip, bf16=ct.bf16, seed=SEED)
+print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {clf_run.steps} steps in "
+      f"{clf_run.wall_s:.1f} s; training cost relative to one diffusion model: "
+      f"{clf_run.steps * ct.batch_size / (P.train.steps * P.train.batch_size):.2f}x the images")
+
+cg_rows = []
+for s in P.classifier_scales:
+    cond_fn = classifier_cond_fn(classifier, scale=s) if s > 0 else None
+    row = {"method": "classifier guidance", "s": s, **score(draw(base, P.eval.num_samples, labels, cond_fn=cond_fn))}
+    cg_rows.append(row)
+    print(f"classifier guidance s={s:<4g} FID={row['FID']:.2f} precision={row['precision']:.3f} "
+          f"recall={row['recall']:.3f}{SMOKE_LABEL}")
+
+# %%
+cfg_base = by_p[f"p_uncond={base_p}"]
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+plotting.curves(None, {"CFG (x: w)": ([r["w"] for r in cfg_base], [r["FID"] for r in cfg_base]),
+                       "classifier guidance (x: s)": ([r["s"] for r in cg_rows], [r["FID"] for r in cg_rows])},
+                xlabel="guidance strength (w or s)", ylabel="FID", markers=True, ax=axes[0],
+                title=f"FID vs strength{SMOKE_LABEL}")
+plotting.curves(None, {"CFG": ([r["recall"] for r in cfg_base], [r["precision"] for r in cfg_base]),
+                       "classifier guidance": ([r["recall"] for r in cg_rows], [r["precision"] for r in cg_rows])},
+                xlabel="recall (diversity)", ylabel="precision (fidelity)", markers=True, ax=axes[1],
+                title=f"the two trade-off curves{SMOKE_LABEL}")
+fig.tight_layout()
+
+# %% [markdown]
+# The strengths $w$ and $s$ are not on a common scale, so the fair comparison is the right panel: which curve
+# reaches higher precision at the same recall. Cost per sample, measured on one batch of `cost_batch` images with
+# `eval.sample_steps` DDIM steps (after a warm-up call):
+
+# %%
+def timed(fn, n, labels):
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    draw(base, min(n, 4), labels[:min(n, 4)], model_fn=fn[0], cond_fn=fn[1])   # warm-up
+    sync()
+    t0 = time.perf_counter()
+    draw(base, n, labels[:n], model_fn=fn[0], cond_fn=fn[1])
+    sync()
+    return (time.perf_counter() - t0) / n
+
+
+n_cost = P.cost_batch
+cost_labels = torch.arange(n_cost) % NULL
+s_cost = max(P.classifier_scales)
+cost_rows = [
+    {"method": "conditional, no guidance", "network evaluations / step": "1 UNet forward (B)",
+     "s / image": timed((None, None), n_cost, cost_labels)},
+    {"method": f"CFG w={P.grid_w:g}", "network evaluations / step": "1 UNet forward on 2B",
+     "s / image": timed((cfg_model_fn(base, P.grid_w, null_label=NULL), None), n_cost, cost_labels)},
+    {"method": f"classifier guidance s={s_cost:g}",
+     "network evaluations / step": "1 UNet forward + classifier forward and backward (B)",
+     "s / image": timed((None, classifier_cond_fn(classifier, scale=s_cost)), n_cost, cost_labels)},
+]
+for r in cost_rows:
+    r["relative"] = r["s / image"] / cost_rows[0]["s / image"]
+display(plotting.metrics_table(cost_rows, formats={"s / image": ".2e", "relative": ".2f"}))
+print(f"{P.eval.sample_steps} DDIM steps, batch {n_cost}, device {device}{SMOKE_LABEL}")
+
+# %% [markdown]
+# ## 5. Results
+#
+# Ho & Salimans report ImageNet 64×64 and 128×128 only, and papers.md verifies **no CIFAR-10 number** for CFG
+# (and not the paper's own $p_\text{uncond}$/$w$ grid); CFG has no official code. The only figure available is an
+# aggregator's ImageNet 128 FID, **third-party, guidance weight not stated**. What can reproduce here is the shape:
+# FID improving for small $w$ and worsening for large $w$, precision rising and recall falling with $w$, and
+# guidance that works as well as classifier guidance without a classifier.
+
+# %%
+best = min(cfg_rows, key=lambda r: r["FID"])
+best_cg = min(cg_rows, key=lambda r: r["FID"])
+w0 = [r for r in cfg_rows if r["p_uncond"] == base_p and r["w"] == 0][0]
+final_rows = [
+    {"setting": "CFG, ImageNet 128×128 (third-party aggregator; w not stated)", "FID": 2.43},
+    {"setting": f"ours ({P.scale}), conditional w=0, p_uncond={base_p}", "FID": w0["FID"],
+     "precision": w0["precision"], "recall": w0["recall"]},
+    {"setting": f"ours ({P.scale}), best CFG: p_uncond={best['p_uncond']}, w={best['w']:g}", "FID": best["FID"],
+     "precision": best["precision"], "recall": best["recall"]},
+    {"setting": f"ours ({P.scale}), best classifier guidance s={best_cg['s']:g}", "FID": best_cg["FID"],
+     "precision": best_cg["precision"], "recall": best_cg["recall"]},
+]
+display(plotting.metrics_table(final_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
+print(f"FID on {P.eval.num_samples} samples, {P.eval.sample_steps} DDIM steps, against CIFAR-10 "
+      f"{P.eval.fid_reference}{SMOKE_LABEL}")
+
+# %% [markdown]
+# ## Provenance
+
+# %%
+results = {
+    "scale": P.scale,
+    "comparable": P.eval.comparable,
+    "toy_exact_tilted": toy_rows,
+    "toy_sampled": toy_stats,
+    "cfg_sweep": cfg_rows,
+    "classifier_guidance_sweep": cg_rows,
+    "cost_per_image": cost_rows,
+    "fid_samples": P.eval.num_samples,
+    "sample_steps": P.eval.sample_steps,
+    "convention": "w (Ho & Salimans): eps = (1+w) eps_c - w eps_u; g = 1 + w",
+}
+prov = run.record({"chapter": "cfg", "projected_h100_s": round(cost["total_s"])})
+results["provenance"] = prov
+display(Markdown(provenance.provenance_table(prov)))
+print(common.save_results("cfg", results))
