@@ -1,0 +1,289 @@
+"""Diffusion Inversion (Zhou, Sahak & Ba 2023; Ch. 08) on a pixel-space model of our own.
+
+The paper freezes Stable Diffusion and, for every training image x_i, learns its own conditioning c_i — the
+tensor that normally comes out of the text encoder — by minimising the ordinary denoising loss
+
+    c_i = argmin_c  E_{t, ε} || ε − ε_θ(sqrt(ᾱ_t) x_i + sqrt(1 − ᾱ_t) ε, t, c) ||²          (θ frozen)
+
+(papers.md §7.1: a bias-free linear map of a one-hot image index, AdamW, constant lr 3e-2). New training data
+are then sampled from perturbed and interpolated vectors, c = (1 − s) c_i + s c_j + λ ε with j of the same
+class, with classifier-free guidance whose *unconditional* input is the **mean of all learned vectors**
+(not the null prompt), which keeps the guided sampler inside the region the learned vectors occupy (§7.2).
+
+Stable Diffusion is not available here. :class:`ClassTableGenerator` is the stand-in: the engine's UNet with a
+continuous ``cond`` input (the text-encoder-output analogue), whose conditioning during pretraining comes
+from a learned per-class vector table (the "text encoder" of ten one-word prompts) with a null row for CFG
+dropout. After pretraining the UNet and the table are frozen and only the per-image vectors are learned.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+__all__ = ["ClassTableGenerator", "pretrain_generator", "InversionResult", "initial_embeddings",
+           "learn_embeddings", "mean_embedding", "perturb", "interpolate", "variation_conditions",
+           "make_cond_sampler"]
+
+
+class ClassTableGenerator(nn.Module):
+    """A UNet conditioned on a vector c ∈ R^D, with a class table that supplies c for labelled pretraining.
+
+    ``forward(x, t, y=None, cond=None)``: with ``cond`` (B, D) the table is bypassed (inversion, sampling from
+    learned vectors); otherwise ``cond = table[y]``, and ``y=None`` or ``y = num_classes`` selects the null row
+    (CFG dropout during pretraining, the unconditional branch of plain class-conditional CFG).
+
+    Args:
+        unet_config: a :class:`lt_diffusion.models.UNetConfig` with ``cond_dim = D`` and ``num_classes=None``.
+        num_classes: real classes of the table (it has ``num_classes + 1`` rows; the last is null).
+    """
+
+    def __init__(self, unet_config, num_classes: int = 10):
+        super().__init__()
+        from .models import UNetModel
+
+        if unet_config.cond_dim is None or unet_config.num_classes is not None:
+            raise ValueError("ClassTableGenerator needs a UNetConfig with cond_dim set and num_classes=None "
+                             f"(got cond_dim={unet_config.cond_dim}, num_classes={unet_config.num_classes})")
+        self.unet = UNetModel(unet_config)
+        self.config = unet_config            # image size / channels for samplers
+        self.num_classes = int(num_classes)
+        self.cond_dim = int(unet_config.cond_dim)
+        self.class_table = nn.Embedding(self.num_classes + 1, self.cond_dim)
+
+    @property
+    def class_vectors(self) -> torch.Tensor:
+        """(num_classes, D): the table rows of the real classes."""
+        return self.class_table.weight[: self.num_classes]
+
+    @property
+    def null_vector(self) -> torch.Tensor:
+        """(D,): the null row (the unconditional input seen during pretraining)."""
+        return self.class_table.weight[self.num_classes]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None,
+                cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if cond is None:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            cond = self.class_table(y)
+        elif y is not None:
+            raise ValueError("pass either y (class table) or cond (a vector), not both")
+        return self.unet(x, t, cond=cond)
+
+
+def pretrain_generator(model: ClassTableGenerator, diffusion, data, *, steps: int, batch_size: int, lr: float,
+                       p_uncond: float = 0.1, warmup_steps: int = 0, ema_rate: float = 0.999,
+                       grad_clip: Optional[float] = 1.0, bf16: bool = True, random_flip: bool = True,
+                       device=None, seed: int = 0, log_every: int = 100):
+    """Pretrain the generator with the engine's :class:`lt_diffusion.train.Trainer` (ε-MSE, label dropout
+    ``p_uncond`` to the null row). Returns ``(model, ema_model, history)``; the EMA copy is the one to freeze."""
+    from .data import GPUBatchLoader
+    from .train import TrainConfig, Trainer
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loader = GPUBatchLoader(data, batch_size, device=device, flip=random_flip, seed=seed,
+                            channels_last=device.type == "cuda")
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, grad_clip=grad_clip,
+                      ema_decay=ema_rate, p_uncond=p_uncond, num_classes=model.num_classes, bf16=bf16,
+                      seed=seed, log_every=log_every, device=str(device), progress=False)
+    trainer = Trainer(model, diffusion, loader, cfg)
+    history = trainer.run()
+    ema = trainer.ema_model.eval()
+    return trainer.model, ema, history
+
+
+@dataclass
+class InversionResult:
+    """What :func:`learn_embeddings` returns.
+
+    Attributes:
+        embeddings: (N, D) float32 learned vectors c_i (CPU), in the order of the images.
+        loss: (num_groups, steps) ε-MSE of each group at each step (CPU), for loss curves.
+        wall_s, images_per_s: optimisation time and image-steps per second.
+    """
+
+    embeddings: torch.Tensor
+    loss: torch.Tensor
+    wall_s: float
+    images_per_s: float
+    extras: Dict[str, float] = field(default_factory=dict)
+
+
+def initial_embeddings(model: ClassTableGenerator, labels: Optional[torch.Tensor], n: int, init: str = "mean",
+                       noise: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """Starting vectors (n, D) for inversion.
+
+    ``init``: ``"mean"`` — the mean class vector for every image (uses no label, like the paper's label-free
+    inversion); ``"class"`` — the table row of the image's class (a warm start for short budgets);
+    ``"null"`` — the null row. ``noise``: std of Gaussian jitter added (seeded by ``seed``).
+    """
+    with torch.no_grad():
+        if init == "mean":
+            base = model.class_vectors.mean(0, keepdim=True).expand(n, -1)
+        elif init == "class":
+            if labels is None:
+                raise ValueError("init='class' needs the images' labels")
+            base = model.class_vectors[labels.to(model.class_table.weight.device).long()]
+        elif init == "null":
+            base = model.null_vector[None].expand(n, -1)
+        else:
+            raise ValueError(f"init must be 'mean', 'class' or 'null', got {init!r}")
+        out = base.detach().float().cpu().clone()
+    if noise > 0:
+        g = torch.Generator().manual_seed(seed)
+        out += noise * torch.randn(out.shape, generator=g)
+    return out
+
+
+def learn_embeddings(model: Callable, diffusion, images: torch.Tensor, init: torch.Tensor, *, steps: int,
+                     group_size: int, lr: float = 3e-2, weight_decay: float = 1e-2,
+                     betas: Tuple[float, float] = (0.9, 0.999), bf16: bool = True, device=None,
+                     seed: int = 0) -> InversionResult:
+    """Stage 1: learn one conditioning vector per image with the generator frozen.
+
+    The images are split into groups of ``group_size`` (the official code inverts groups of 100 with one run
+    each); within a group every step uses every image once, with its own t ~ U{0..T−1} and ε, and the loss is
+    the engine's ε-MSE (``diffusion.training_losses`` with ``model_kwargs={"cond": c}``), so the gradient reaches
+    only the vectors. AdamW with a constant learning rate (official: lr 3e-2, weight decay 1e-2, no warm-up).
+
+    Args:
+        model: the frozen generator ``model(x_t, t, cond=c)``; its parameters are set to ``requires_grad=False``.
+        images: uint8 (N, C, H, W). init: (N, D) starting vectors (:func:`initial_embeddings`).
+        steps: optimiser steps per group. seed: t and ε draws.
+    """
+    from .data import to_model_range
+
+    if init.shape[0] != images.shape[0]:
+        raise ValueError(f"init has {init.shape[0]} rows for {images.shape[0]} images")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.requires_grad_(False)
+    was_training = model.training
+    model.eval()
+    use_bf16 = bf16 and device.type == "cuda"
+    T = diffusion.num_timesteps
+    out = torch.empty(init.shape, dtype=torch.float32)
+    losses = []
+    g = torch.Generator(device=device).manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for start in range(0, images.shape[0], group_size):
+        x0 = to_model_range(images[start:start + group_size].to(device))
+        if device.type == "cuda":
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        c = init[start:start + group_size].to(device).float().clone().requires_grad_(True)
+        opt = torch.optim.AdamW([c], lr=lr, betas=betas, weight_decay=weight_decay)
+        curve = torch.zeros(steps, device=device)
+        for step in range(steps):
+            t = torch.randint(0, T, (x0.shape[0],), generator=g, device=device)
+            noise = torch.randn(x0.shape, generator=g, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                terms = diffusion.training_losses(model, x0, t, model_kwargs={"cond": c}, noise=noise)
+            loss = terms["loss"].float().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            curve[step] = loss.detach()
+        out[start:start + group_size] = c.detach().float().cpu()
+        losses.append(curve.cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - t0
+    model.train(was_training)
+    return InversionResult(out, torch.stack(losses), wall, images.shape[0] * steps / max(wall, 1e-9))
+
+
+def mean_embedding(embeddings: torch.Tensor) -> torch.Tensor:
+    """(D,): the mean of the learned vectors, the unconditional input of the paper's guided sampler (§7.2)."""
+    return embeddings.float().mean(0)
+
+
+def perturb(c: torch.Tensor, lam: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Gaussian perturbation c + λ ε, ε ~ N(0, I) (the official ``emb_noise``); c: (B, D)."""
+    return c + lam * torch.randn(c.shape, generator=generator, dtype=c.dtype, device=c.device)
+
+
+def interpolate(c1: torch.Tensor, c2: torch.Tensor, alpha: Union[float, torch.Tensor]) -> torch.Tensor:
+    """α c1 + (1 − α) c2 (linear in the one-hot index space of the official code, hence in c)."""
+    return alpha * c1 + (1.0 - alpha) * c2
+
+
+def variation_conditions(embeddings: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, *,
+                         strength: float = 0.1, noise: float = 0.1, seed: int = 0
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Conditions for new samples of the classes ``wanted`` (M,), as ``interpolation_sample`` builds them:
+    for each, a random image i of that class and a random j of the same class,
+    c = interpolate(c_j, c_i, s) + λ ε = (1 − s) c_i + s c_j + λ ε.
+
+    Returns ``(cond (M, D), source index i (M,))``. Raises if a wanted class has no inverted image.
+    """
+    g = torch.Generator().manual_seed(seed)
+    labels = labels.cpu().long()
+    wanted = wanted.cpu().long()
+    cond = torch.empty(wanted.shape[0], embeddings.shape[1])
+    src = torch.empty(wanted.shape[0], dtype=torch.long)
+    for c in wanted.unique().tolist():
+        pool = (labels == c).nonzero().flatten()
+        if pool.numel() == 0:
+            raise ValueError(f"no inverted image of class {c}")
+        rows = (wanted == c).nonzero().flatten()
+        i = pool[torch.randint(0, pool.numel(), (rows.numel(),), generator=g)]
+        j = pool[torch.randint(0, pool.numel(), (rows.numel(),), generator=g)]
+        cond[rows] = interpolate(embeddings[j].float(), embeddings[i].float(), strength)
+        src[rows] = i
+    return perturb(cond, noise, g), src
+
+
+def make_cond_sampler(diffusion, model: ClassTableGenerator, *, guidance_scale: float = 2.0,
+                      null_cond: Optional[torch.Tensor] = None, key: str = "cond", method: str = "ddim",
+                      eta: float = 1.0, bf16: bool = True, device=None) -> Callable:
+    """A sampler for :func:`lt_diffusion.sampling.generate`: ``sample(batch_size, conditions, generator)``.
+
+    Stage 2 of the paper: classifier-free guidance in the "g" convention, ε̃ = ε(x, ∅) + g (ε(x, c) − ε(x, ∅))
+    (:func:`lt_diffusion.guidance.cfg_model_fn`, one batched forward).
+
+    Args:
+        diffusion: the (respaced) engine diffusion to sample with.
+        key: ``"cond"``: ``conditions`` are vectors (B, D) and ∅ = ``null_cond`` (the paper: the mean learned
+            vector); ``"y"``: ``conditions`` are class labels (B,) and ∅ = the table's null row (plain
+            class-conditional CFG of the same generator).
+        method: ``"ddim"`` (with ``eta``; official: η = 1) or ``"ancestral"``.
+    """
+    from .guidance import cfg_model_fn
+
+    if key not in ("cond", "y"):
+        raise ValueError(f"key must be 'cond' or 'y', got {key!r}")
+    if key == "cond" and null_cond is None:
+        raise ValueError("key='cond' needs null_cond (e.g. mean_embedding(learned vectors))")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    guided = cfg_model_fn(model, guidance_scale, null_label=model.num_classes if key == "y" else None,
+                          null_cond=None if key == "y" else null_cond.to(device), convention="g")
+    use_bf16 = bf16 and device.type == "cuda"
+
+    def net(x, t, **kw):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            return guided(x, t, **kw)
+
+    cfg = model.config
+
+    def sample(batch_size: int, conditions=None, generator=None):
+        if conditions is None:
+            raise ValueError("the inversion sampler needs conditions (vectors or labels) for every sample")
+        kw = {key: conditions.to(device) if key == "y" else conditions.to(device).float()}
+        shape = (batch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                if method == "ddim":
+                    return diffusion.ddim_sample_loop(net, shape, model_kwargs=kw, device=device, eta=eta,
+                                                      generator=generator)
+                return diffusion.p_sample_loop(net, shape, model_kwargs=kw, device=device, generator=generator)
+        finally:
+            model.train(was)
+
+    return sample
