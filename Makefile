@@ -15,6 +15,8 @@ JB     := $(VENV)/bin/jupyter-book
 
 # torch and torchvision are installed first, at the versions of the lock.
 TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
+# pip warns once per package about local index folders that some machines configure; not news.
+PIP_NOISE  := is ignored: it is neither a file nor a directory
 # The stamp's name changes whenever pyproject.toml or constraints.txt changes.
 DEPS_HASH  := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 STAMP      := $(VENV)/.lt-installed-$(DEPS_HASH)
@@ -46,8 +48,8 @@ install: $(STAMP)
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "make: installing into $(VENV) (torch: $(TORCH_PINS))"
-	@$(PIP) install -q -c constraints.txt $(TORCH_PINS)
-	@$(PIP) install -q -c constraints.txt -e '.[test,book]'
+	@$(PIP) install -q -c constraints.txt $(TORCH_PINS) 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	@$(PIP) install -q -c constraints.txt -e '.[test,book]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	@rm -f $(VENV)/.lt-installed-*
 	@touch $@
 
