@@ -15,8 +15,8 @@ The chapter has two experiments, and each preset sizes both:
 
 Costs (one H100, bf16; estimates from assumed throughputs, ``ADMPreset.projected_gpu_seconds``):
 
-* ``smoke``: the 0.19 M ``smoke`` UNet, two ablation variants for a few steps, a tiny classifier, 16 samples
-  per metric point against 64 train images; about a minute on 2 CPU cores; every metric is labelled
+* ``smoke``: the 0.19 M ``smoke`` UNet, two ablation variants for a few steps, a tiny classifier, 8 samples
+  per metric point against 32 train images; about 2 minutes of CPU time; every metric is labelled
   "smoke: not comparable".
 * ``book``: the ``book`` UNet family (6.5–10.7 M parameters). Ablation: 8 variants × (≥ 1,200 steps of batch 128
   and ≥ 8 s) ≈ 100 s of training + 16 FID evaluations on 2,000 samples with 25 DDIM steps ≈ 25 s. Guidance:
@@ -201,8 +201,8 @@ _SMOKE = ADMPreset(
                              grad_clip=1.0),
     ablation_seconds=0.5,
     ablation_max_steps=3,
-    ablation_eval=EvalSpec(num_samples=8, sample_steps=5, batch_size=8, fid_reference="train",
-                           fid_reference_images=64, grid=8, comparable=False),
+    ablation_eval=EvalSpec(num_samples=6, sample_steps=5, batch_size=6, fid_reference="train",
+                           fid_reference_images=32, grid=6, comparable=False),
     model=get_model_config("smoke", num_classes=10, num_heads=1),
     train=TrainSpec(steps=4, batch_size=8, lr=1e-3, ema_rate=0.5, num_train_images=256, bf16=False,
                     grad_clip=1.0),
@@ -214,9 +214,9 @@ _SMOKE = ADMPreset(
     classifier_eval_timesteps=3,
     guidance_scales_uncond=(0.0, 4.0),
     guidance_scales_cond=(0.0, 4.0),
-    eval=EvalSpec(num_samples=12, sample_steps=5, batch_size=12, fid_reference="train", fid_reference_images=64,
-                  grid=8, comparable=False),
-    pr_reference_images=64,
+    eval=EvalSpec(num_samples=8, sample_steps=5, batch_size=8, fid_reference="train", fid_reference_images=32,
+                  grid=6, comparable=False),
+    pr_reference_images=32,
     grid_scales=(0.0, 4.0),
     ancestral_steps=10,
     train_img_per_s=60.0,

@@ -16,8 +16,8 @@ g = 1 + w of Imagen / diffusers is printed beside it.
 
 Costs (one H100, bf16; estimates from assumed throughputs, ``CFGPreset.projected_gpu_seconds``):
 
-* ``smoke``: the 0.19 M ``smoke`` UNet, a few steps, 12 samples per metric point against 64 train images;
-  about a minute on 2 CPU cores; every metric is labelled "smoke: not comparable".
+* ``smoke``: the 0.19 M ``smoke`` UNet, a few steps, 8 samples per metric point against 32 train images;
+  about 2 minutes of CPU time; every metric is labelled "smoke: not comparable".
 * ``book``: two 6.95 M-parameter conditional UNets (p_uncond 0.1 and 0.2), each 2,400 steps of batch 256
   (≈ 30 s each), a 3.3 M-parameter classifier (2,000 steps, ≈ 13 s), 10 CFG sample sets + 5 classifier-guided
   sets of 5,000 images with 25 DDIM steps (≈ 60 s), Inception features and the train-set reference statistics
@@ -155,9 +155,9 @@ _SMOKE = CFGPreset(
                                 attention_resolutions=(16,), num_head_channels=16, pool="attention"),
     classifier_train=TrainSpec(steps=4, batch_size=16, lr=1e-3, num_train_images=256, bf16=False),
     classifier_scales=(0.0, 4.0),
-    eval=EvalSpec(num_samples=12, sample_steps=5, batch_size=12, fid_reference="train", fid_reference_images=64,
-                  grid=8, comparable=False),
-    pr_reference_images=64,
+    eval=EvalSpec(num_samples=8, sample_steps=5, batch_size=8, fid_reference="train", fid_reference_images=32,
+                  grid=6, comparable=False),
+    pr_reference_images=32,
     samples_per_class_grid=2,
     cost_batch=8,
     train_img_per_s=60.0,
