@@ -458,3 +458,20 @@ def test_lpips_equals_package_and_zero_for_identical(images):
     assert torch.all(lpips_distance(a, a, device="cpu") == 0)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         lpips_distance(images["A"][:2].float(), images["A"][:2].float(), device="cpu")
+
+
+def test_frechet_backends_agree():
+    """torchmetrics' eigenvalue form (the fast GPU path) equals pytorch-fid's sqrtm form to 1e-6 relative."""
+    from lt_diffusion.metrics import fid_from_stats
+
+    rng = np.random.default_rng(0)
+    d = 256
+    a, b = rng.standard_normal((2 * d, d)), rng.standard_normal((2 * d, d)) @ rng.standard_normal((d, d)) * 0.3 + 0.5
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = fid_from_stats(mu1, s1, mu2, s2, backend="pytorch-fid")
+    fast = fid_from_stats(mu1, s1, mu2, s2, backend="torchmetrics")
+    assert ref > 1.0
+    assert abs(fast - ref) / ref < 1e-6
+    with pytest.raises(ValueError, match="backend"):
+        fid_from_stats(mu1, s1, mu2, s2, backend="nope")

@@ -53,14 +53,20 @@ def feature_stats(feats: Any) -> FIDStats:
     return FIDStats(np.mean(f, axis=0), np.cov(f, rowvar=False))
 
 
-def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 1e-6) -> float:
-    """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` via pytorch-fid.
+def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 1e-6,
+                   backend: str = "auto") -> float:
+    """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
 
-    ``mu*: (D,)``, ``sigma*: (D, D)``. ``eps`` is pytorch-fid's diagonal offset, used only when the
-    matrix square root of the product is not finite.
+    ``mu*: (D,)``, ``sigma*: (D, D)``. Two implementations from the field's libraries, which agree to ~1e-6
+    relative (tested):
+
+    * ``"pytorch-fid"``: pytorch-fid's ``calculate_frechet_distance`` (SciPy ``sqrtm``; ``eps`` is its diagonal
+      offset, used only when the square root is not finite). The reference; ~15 s of CPU per call for D = 2048.
+    * ``"torchmetrics"``: torchmetrics' ``_compute_fid``, Tr sqrt(Σ1 Σ2) from the eigenvalues of Σ1 Σ2, in float64
+      on the GPU: a fraction of a second, which matters for chapters that score dozens of sample sets.
+
+    ``"auto"`` (default) takes torchmetrics when CUDA is available, pytorch-fid otherwise.
     """
-    from pytorch_fid.fid_score import calculate_frechet_distance
-
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0],) * 2:
@@ -68,6 +74,18 @@ def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 1e
             f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}; "
             "both sides must come from the same feature network (D = 2048 for pool3)"
         )
+    if backend == "auto":
+        backend = "torchmetrics" if torch.cuda.is_available() else "pytorch-fid"
+    if backend == "torchmetrics":
+        from torchmetrics.image.fid import _compute_fid
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        t = [torch.as_tensor(a, dtype=torch.float64, device=dev) for a in (mu1, sigma1, mu2, sigma2)]
+        return float(_compute_fid(*t))
+    if backend != "pytorch-fid":
+        raise ValueError(f"backend must be 'auto', 'pytorch-fid' or 'torchmetrics', got {backend!r}")
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
     with warnings.catch_warnings():
         # pytorch-fid 0.3.0 passes sqrtm(disp=False), deprecated in SciPy 1.17 (removed in 1.18)
         warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*", category=DeprecationWarning)
