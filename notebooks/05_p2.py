@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from lt_diffusion import plotting, provenance
+from lt_diffusion import longtail, plotting, provenance
 from lt_diffusion.data import GPUBatchLoader, balanced_subset
 from lt_diffusion.diffusion import GaussianDiffusion
 from lt_diffusion.experiments import common
@@ -95,10 +95,10 @@ print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.not
 # $$ (p2-lambda)
 #
 # The constant 2 only rescales the loss, so {cite}`choi2022perception` call $\lambda_t$ the weighting scheme of
-# $\mathcal{L}_\text{simple}$. It is tiny for the first steps ($1-\bar\alpha_t \approx \beta_1$ there, so
-# $\lambda \approx 1$) and grows to about $1/\beta_T = 50$ at the end: compared with the likelihood,
-# $\mathcal{L}_\text{simple}$ already moves weight away from the cleanest steps, and this is one reason it
-# gives better samples than the bound.
+# $\mathcal{L}_\text{simple}$. On the linear schedule it is about 1 at the first step ($1-\bar\alpha_t \approx
+# \beta_t$ there), rises to about 90 in the middle of the chain and ends near $1/\beta_T \approx 50$ (printed
+# below): compared with the likelihood, $\mathcal{L}_\text{simple}$ already gives the cleanest steps roughly a
+# hundredth of the weight of the middle ones, one reason it yields better samples than the bound.
 #
 # ## 2. P2: multiply by a decreasing function of SNR
 #
@@ -212,10 +212,9 @@ fig.tight_layout()
 fig
 
 # %% [markdown]
-# On the linear schedule $\mathcal{L}_\text{simple}$ (γ = 0) puts its largest relative weight on the clean-up
-# stage's neighbour and spreads evenly in $t$; with γ = 1 the weight of the cleanest steps drops by four orders of
-# magnitude and the content stage carries the loss. On the cosine schedule fewer steps sit at very high SNR, so
-# the same γ changes less.
+# Read with the printed values: γ = 1 divides the weight of the first step by $10^4$ and leaves the coarse stage
+# untouched, so the content stage carries a larger share of the loss. The cosine schedule keeps about half of its
+# steps at SNR > 1 (the linear one about a quarter, 259 of 1000), so the same γ down-weights more of its steps.
 #
 # ## 4. Why a too-large γ leaves noise in the samples
 #
@@ -277,8 +276,7 @@ for sched in ("linear", "cosine"):
 train_full = common.load_train_images(P.num_train_images)
 train_small = balanced_subset(train_full, P.subset_size)
 real_ref = common.load_train_images(P.eval.fid_reference_images)
-real_feats = compute_features(real_ref.images, progress=False)
-ref_stats = feature_stats(real_feats)
+ref_stats = common.fid_reference_stats("train", P.eval.fid_reference_images)   # cached on disk after the first use
 print(f"all data: {len(train_full)} images; subset: {len(train_small)} images ({P.subset_size // 10} per class); "
       f"FID reference: {len(real_ref)} train images")
 
@@ -302,16 +300,16 @@ def fid_of(model, n, steps, method, seed):
     sampler = common.make_sampler(P.diffusion, model, sample_steps=steps, method=method, device=device)
     images = generate(sampler, n, min(P.eval.batch_size, n), seed=seed, progress=False, device=device)
     feats = compute_features(images, progress=False)
-    m = feature_stats(feats)
-    return fid_from_stats(m.mu, m.sigma, ref_stats.mu, ref_stats.sigma), images
+    return longtail.fid_to_reference(feats, ref_stats.mu, ref_stats.sigma), images
 
 
+MAIN_ARMS = [a[0] for a in P.arms if a[3] and (a[1] == 0 or a[1] == P.p2_gamma)]   # with attention, γ ∈ {0, P2}
 curves, finals, trainers, samples = {}, {}, {}, {}
 timer = provenance.Stopwatch()
 with timer:
     for name, gamma, data, attention in P.arms:
         trainer = make_trainer(gamma, train_full if data == "all" else train_small, attention, SEED)
-        main = name in [a[0] for a in P.arms[:4]]
+        main = name in MAIN_ARMS
         points = P.checkpoints if main else (P.train.steps,)
         curves[name] = []
         for step in points:
@@ -432,10 +430,9 @@ def gain(base, p2):
     return curves[base][-1][1] - curves[p2][-1][1]
 
 
-pairs = [("all data", "baseline", "P2"), ("1k images", "baseline (1k)", "P2 (1k)")]
-if P.no_attention_arms:
-    pairs.append(("no 16×16 attention", "baseline (no attn)", "P2 (no attn)"))
-for label, b, p in pairs:
+pairs = [("all data", "baseline", "P2"), ("1k images", "baseline (1k)", "P2 (1k)"),
+         ("no 16×16 attention", "baseline (no attn)", "P2 (no attn)")]
+for label, b, p in [q for q in pairs if q[1] in curves]:
     g = gain(b, p)
     print(f"{label:<20} FID(baseline) - FID(P2) = {g:+.2f}  -> "
           f"{'P2 better' if g > 0 else 'P2 not better'} (one seed: differences of a few FID points are noise)"

@@ -101,31 +101,35 @@ fig
 # %% [markdown]
 # ## 2. From a density ratio to a regulariser
 #
-# Let $p(x \mid y)$ be the class-conditional distributions, $p_\text{tr}(y)$ the long-tailed label distribution
-# of the training set and $q(y)$ a target (balanced) label distribution. Assume, as the paper does, that the
-# class-conditional distributions are shared and only the label prior differs. A diffusion model trained on the
-# long-tailed data learns, at every noise level, the conditional score
-# $\nabla_{x_t}\log p_t(x_t \mid y)$ *as it can be estimated from the data it saw*: for a class with few images
-# the estimate is pulled toward what the model learned from the frequent classes. CBDM's analysis writes the
-# conditional model we want, $p^\star_\theta$, through the model we have, $p_\theta$:
+# Write $p_t(\cdot)$ for the distributions of the diffusion trained on the long-tailed data (label prior
+# $p_\text{tr}(y)$) and $p^\star_t(\cdot)$ for those of the model we would like to have, the one that behaves as
+# if trained on balanced labels (prior $q(y)$, uniform here). Because $x_t$ depends on the past only through
+# $x_{t-1}$, Bayes' rule gives $p(x_{t-1} \mid x_t, y) = p(x_{t-1} \mid x_t)\,p(y \mid x_{t-1}) / p(y \mid x_t)$
+# for either model. Dividing the two versions:
 #
 # $$
-# p^\star_\theta(x_{t-1} \mid x_t, y) \;=\; p_\theta(x_{t-1} \mid x_t, y)\;
-# \frac{p^\star_\theta(y \mid x_{t-1})\,p_\theta(y \mid x_t)}{p_\theta(y \mid x_{t-1})\,p^\star_\theta(y \mid x_t)} ,
+# p^\star(x_{t-1} \mid x_t, y) \;=\; p(x_{t-1} \mid x_t, y)\;
+# \underbrace{\frac{p^\star(x_{t-1} \mid x_t)}{p(x_{t-1} \mid x_t)}\,
+# \frac{p^\star(y \mid x_{t-1})}{p(y \mid x_{t-1})}\,
+# \frac{p(y \mid x_t)}{p^\star(y \mid x_t)}}_{r_t(x_{t-1},\, x_t,\, y)} .
 # $$ (cbdm-ratio)
 #
-# a Bayes rewrite of both sides (Proposition 1 of the paper). The ratio is a *label* density ratio between the
-# balanced and the long-tailed posterior, evaluated one step apart. Two consequences:
+# This identity is the starting point of the paper's Proposition 1 (we paraphrase the logic; the exact
+# statements and assumptions are in {cite}`qin2023class`). With perfect models and a pure change of the label
+# prior the factors cancel and $r_t = 1$: the conditional model would already be balanced. A network trained on
+# long-tailed data is not perfect in exactly the way that matters: a tail class is seen a few dozen times, its
+# conditional predictions are pulled toward what the shared network learned from the head, and $r_t \ne 1$. Two
+# consequences:
 #
-# * In the reverse process, the correction acts like a guidance term: the mean of
-#   $p^\star_\theta(x_{t-1} \mid x_t, y)$ is that of $p_\theta$ shifted by
-#   $\Sigma_t\nabla_{x_{t-1}}\log\frac{p^\star_\theta(y\mid x_{t-1})}{p_\theta(y\mid x_{t-1})}$ (the same algebra as
-#   classifier guidance {cite}`dhariwal2021diffusion`, with the ratio in place of a classifier).
-# * Training the model so that this shift is zero means minimising the KL divergence between the two reverse
-#   kernels. Proposition 2 of the paper bounds that objective, up to constants, by the distance between the
-#   model's predictions for the true label and for labels drawn from the target distribution,
-#   $\mathbb{E}_{y' \sim q}\,\|\epsilon_\theta(x_t, y) - \epsilon_\theta(x_t, y')\|^2$, weighted more at large
-#   $t$ where the two are expected to agree (at high noise, $x_t$ carries little information about the label).
+# * **At sampling time** the correction $r_t$ acts like guidance: for a Gaussian kernel with small variance
+#   $\Sigma_t$, multiplying by $r_t$ shifts the mean by $\Sigma_t \nabla_{x_{t-1}} \log r_t$, the same algebra as
+#   classifier guidance {cite}`dhariwal2021diffusion` with a density ratio in place of a classifier.
+# * **At training time** one can instead make the learned kernels need no correction. Proposition 2 of the paper
+#   bounds the divergence between the corrected and the learned kernel by a distance between the model's noise
+#   predictions under the true label and under labels $y'$ drawn from the target distribution,
+#   $\mathbb{E}_{y'}\,\|\epsilon_\theta(x_t, y) - \epsilon_\theta(x_t, y')\|^2$, with a weight that grows with $t$:
+#   at high noise $x_t$ says little about the label, so predictions under different labels *should* nearly agree,
+#   and disagreement there is the head's bias leaking into the tail.
 #
 # The loss that results, written as the official code computes it (papers.md §5.2; $t$ is **0-indexed**,
 # $t/T \in [0, 1)$, and $\mathrm{sg}$ is the stop-gradient):
@@ -217,7 +221,7 @@ for name, seed, overrides in arms:
     train_seconds[(name, seed)] = sw.elapsed
     last = histories[(name, seed)][-1]
     print(f"{name:<22} seed {seed}: {sw.elapsed:6.1f} s, loss {last['loss']:.4f}"
-          + (f", reg {last['reg']:.4f}" if "reg" in last else "") + f", {last['images_per_s']:.0f} img/s")
+          + (f", reg {last['reg']:.3g}" if "reg" in last else "") + f", {last['images_per_s']:.0f} img/s")
 
 # %% [markdown]
 # **Reference set.** Inception features of the full CIFAR-10 train set (at `smoke`: a 64-image balanced subset)
@@ -247,8 +251,7 @@ def sample_arm(model, n, omega, seed, method="ancestral", steps=None):
 def score(images, labels, full=True):
     """FID vs the full train statistics; with ``full`` also KID, precision/recall and the per-class breakdown."""
     feats = compute_features(images, progress=False)
-    g = feature_stats(feats)
-    out = {"FID": fid_from_stats(g.mu, g.sigma, ref_stats.mu, ref_stats.sigma), "n": len(images)}
+    out = {"FID": longtail.fid_to_reference(feats, ref_stats.mu, ref_stats.sigma), "n": len(images)}
     if full:
         kid_mean, kid_std = kid(feats, real_pr, subset_size=min(P.kid_subset, len(feats), len(real_pr)),
                                 device=device)
@@ -430,7 +433,7 @@ result_rows = [
      "scale": "paper: 50 K samples, 1000 steps"},
 ]
 for name in ("baseline", "CBDM"):
-    result_rows.append({"source": f"ours ({P.scale}{SMOKE_LABEL})", "arm": name, "FID": mean_over_seeds(name, "FID"),
+    result_rows.append({"source": f"ours ({P.scale}{'' if P.eval.comparable else ', not comparable'})", "arm": name, "FID": mean_over_seeds(name, "FID"),
                         "KID×10³": mean_over_seeds(name, "KID×10³"), "recall": mean_over_seeds(name, "recall"),
                         "scale": f"{P.train.steps} steps × {P.train.batch_size}, {len(P.seeds)} seeds, "
                                  f"n={P.eval.num_samples}, {P.eval.sample_steps} steps, ω={P.omega}"})

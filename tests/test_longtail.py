@@ -80,3 +80,26 @@ def test_compare_arms():
     assert not r["exceeds_spread"] and "not resolved" in r["verdict"]
     r = longtail.compare_arms([0.5], [0.6], names=("a", "b"), lower_is_better=False)
     assert not r["exceeds_spread"] and r["better"] == "b" and "one seed" in r["verdict"]
+
+
+@pytest.mark.parametrize("n_gen,n_real,d", [(10, 40, 64), (30, 300, 64), (20, 30, 256), (100, 50, 32)])
+def test_fid_to_reference_matches_metrics(n_gen, n_real, d):
+    from lt_diffusion.metrics import feature_stats, fid_from_features
+
+    rng = np.random.default_rng(n_gen + d)
+    a = rng.normal(size=(n_gen, d)) + 0.3
+    b = rng.normal(size=(n_real, d)) * 1.2
+    ref = feature_stats(b)
+    assert longtail.fid_to_reference(a, ref.mu, ref.sigma) == pytest.approx(fid_from_features(a, b), rel=1e-6)
+
+
+def test_breakdown_matches_metrics_per_class():
+    from lt_diffusion.metrics import per_class_fid
+
+    rng = np.random.default_rng(3)
+    real, real_y = rng.normal(size=(60, 16)), np.repeat(np.arange(3), 20)
+    gen, gen_y = rng.normal(size=(30, 16)) + 0.2, np.repeat(np.arange(3), 10)
+    out = longtail.lt_fid_breakdown(gen, gen_y, real, real_y, [30, 20, 10], n_head=1, n_tail=1)
+    ref = per_class_fid(gen, gen_y, real, real_y, [0, 1, 2])
+    for c in range(3):
+        assert out["per_class"][c] == pytest.approx(ref[c], rel=1e-6)

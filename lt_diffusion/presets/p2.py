@@ -6,7 +6,7 @@ training. It also trains one model with a too-large γ to show what starving the
 
 Costs (one H100, bf16; estimates from throughput, see ``P2Preset.projected_gpu_seconds``):
 
-* ``smoke``: the 0.19 M-parameter ``smoke`` UNet, T = 100, 512 (and 64) real images, 12 steps of batch 8 per
+* ``smoke``: the 0.19 M-parameter ``smoke`` UNet, T = 100, 512 real images, arms baseline / P2 / γ = 3 only, 12 steps of batch 8 per
   arm, 10-20 samples per FID against 40 train images. About a minute on 2 CPU cores; FID is labelled
   "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet, T = 1000 linear, 7 trainings of 2,400 steps at batch 128
@@ -52,6 +52,7 @@ class P2Preset:
         plot_gammas: γ values drawn in the weight figures.
         large_gamma: γ of the "too large" arm trained on all data (None: skip the run, keep the analysis).
         subset_size: images of the small-data arm (the first ``subset_size / 10`` of each class).
+        subset_arms: train the small-data arms (baseline and P2 on ``subset_size`` images).
         num_train_images: images of the "all data" arm (None: the 50,000 of CIFAR-10 train).
         no_attention_arms: also train baseline and P2 without the 16×16 attention (the middle block keeps its
             attention: the engine's UNet always has it).
@@ -76,6 +77,7 @@ class P2Preset:
     plot_gammas: Tuple[float, ...] = (0.0, 0.5, 1.0)
     large_gamma: Optional[float] = 3.0
     subset_size: int = 1000
+    subset_arms: bool = True
     num_train_images: Optional[int] = None
     no_attention_arms: bool = True
     eval_every: int = 800
@@ -108,8 +110,9 @@ class P2Preset:
         ``data`` is ``"all"`` or ``"subset"``; ``attention`` False drops the 16×16 attention layers.
         """
         g = self.p2_gamma
-        out = [("baseline", 0.0, "all", True), ("P2", g, "all", True),
-               ("baseline (1k)", 0.0, "subset", True), ("P2 (1k)", g, "subset", True)]
+        out = [("baseline", 0.0, "all", True), ("P2", g, "all", True)]
+        if self.subset_arms:
+            out += [("baseline (1k)", 0.0, "subset", True), ("P2 (1k)", g, "subset", True)]
         if self.no_attention_arms:
             out += [("baseline (no attn)", 0.0, "all", False), ("P2 (no attn)", g, "all", False)]
         if self.large_gamma is not None:
@@ -131,9 +134,10 @@ class P2Preset:
     def projected_gpu_seconds(self) -> Dict[str, float]:
         """Projected H100 seconds of the whole chapter (estimate from the throughputs above)."""
         n_arms = len(self.arms)
+        n_main = 4 if self.subset_arms else 2
         base = projected_gpu_seconds(self.train, self.eval, self.train_img_per_s, self.sample_img_per_s,
-                                     n_trainings=n_arms, n_sample_sets=4)
-        n_curve = 4 * (len(self.checkpoints) - 1) + (n_arms - 4)
+                                     n_trainings=n_arms, n_sample_sets=n_main)
+        n_curve = n_main * len(self.checkpoints) + (n_arms - n_main)
         curve_s = n_curve * self.curve_samples * self.curve_ddim_steps / self.sample_img_per_s
         curve_fid_s = n_curve * self.curve_samples / H100_INCEPTION_IMG_PER_S
         out = dict(base)
@@ -152,9 +156,10 @@ _SMOKE = P2Preset(
                   fid_reference_images=40, grid=16, comparable=False),
     large_gamma=3.0,
     subset_size=64,
+    subset_arms=False,
     num_train_images=512,
     no_attention_arms=False,
-    eval_every=6,
+    eval_every=12,
     curve_samples=10,
     curve_ddim_steps=5,
     recon_images=3,
