@@ -143,7 +143,7 @@ assert abs(float(x.mean() - one_shot.mean())) < 0.03 and abs(float(x.var() - one
 
 # %%
 test = common.load_train_images(None, split="test")
-idx = torch.arange(P.forward_grid_images) * 997 % len(test)
+idx = torch.arange(P.forward_grid_images) * (len(test) // P.forward_grid_images)  # one image from several classes
 x_start = (test.images[idx].float() / 127.5 - 1.0)
 T_demo = 1000
 ts = [min(int(round(f * T_demo)), T_demo - 1) for f in P.forward_grid_fractions]
@@ -318,7 +318,7 @@ with torch.no_grad():
         if i in keep:
             xs.append(out["sample"].cpu())
             x0s.append(out["pred_xstart"].cpu())
-            labels.append(f"t={int(diff_s.timestep_map[i])}")
+            labels.append(f"t={int(diff_s.timestep_map[i]) + 1}")  # paper indexing (code index + 1)
 rows = {}
 for j in range(n_chain):
     rows[f"x_t #{j}"] = torch.stack([x[j] for x in xs])

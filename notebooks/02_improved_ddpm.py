@@ -304,7 +304,7 @@ plotting.curves(t_axis, {P.run(k).diffusion.label: np.clip(v, 1e-6, None) for k,
 # %% [markdown]
 # ## 6. Sample quality per objective
 #
-# FID of `P.eval.num_samples` samples per model, with `P.eval.sample_steps` respaced ancestral steps (each model with
+# FID of `P.eval.num_samples` samples per model (the models in `P.fid_runs`: every table row at `book`), with `P.eval.sample_steps` respaced ancestral steps (each model with
 # its own variance: $\beta_t$ for $\mathcal{L}_\text{simple}$, $\Sigma_\theta$ otherwise), against the CIFAR-10
 # train statistics.
 
@@ -314,9 +314,7 @@ ref_desc = f"CIFAR-10 {P.eval.fid_reference}" + (
     " (all)" if P.eval.fid_reference_images is None else f" ({P.eval.fid_reference_images} images)")
 fid, sample_s = {}, 0.0
 grids = {}
-for r in P.runs:
-    if not r.in_paper_table:
-        continue
+for r in (P.run(k) for k in P.fid_runs):
     sampler = common.make_sampler(r.diffusion, models[r.key], sample_steps=P.eval.sample_steps, device=device)
     with provenance.Stopwatch() as timer:
         fid[r.key], images = common.evaluate_fid(sampler, P.eval.num_samples, ref, batch_size=P.eval.batch_size,
@@ -337,11 +335,11 @@ plotting.image_rows({P.run(k).diffusion.label: v for k, v in grids.items()},
 # both schedules, draw $x \sim \mathcal{N}(0, I)$, treat it as $x_{t_s}$ with $t_s = \lfloor(1 - f)T\rfloor$, and
 # run the ancestral sampler only over the steps $t < t_s$ (`P.skip_steps` steps spread evenly over $[0, t_s)$, with
 # $\bar\alpha$ kept on the kept steps as in respacing). $f = 0$ is the ordinary sampler with the same number of
-# steps. FID of `P.sweep_samples` samples per point.
+# steps. FID of `P.sweep_samples` samples per point, for the models and fractions of the preset.
 
 # %%
 skip_curves, skip_rows = {}, []
-for key in ("linear_simple", "cosine_simple"):
+for key in P.skip_runs:
     r = P.run(key)
     fids = []
     for f in P.skip_fractions:
@@ -372,20 +370,19 @@ display(plotting.metrics_table(skip_rows, formats={"FID": ".2f", "alpha_bar at s
 # paper's Figure 8: FID against $K$ for the learned variance ($\mathcal{L}_\text{hybrid}$), for the
 # $\mathcal{L}_\text{simple}$ model with fixed $\sigma^2 = \beta_t$ and with $\sigma^2 = \tilde\beta_t$, and for
 # DDIM {cite}`song2021ddim` ($\eta = 0$) on the $\mathcal{L}_\text{simple}$ model; all on the cosine schedule, with
-# `P.sweep_samples` samples per point. The paper finds the learned variance best from about 50 steps up and DDIM
+# `P.sweep_samples` samples per point (`P.step_arms` picks the samplers; `smoke` runs only one). The paper finds the learned variance best from about 50 steps up and DDIM
 # best below 50.
 
 # %%
-arms = {
-    "L_hybrid, learned sigma": dict(key="cosine_hybrid"),
-    "L_simple, sigma^2 = beta_t": dict(key="cosine_simple", sigma_small=False),
-    "L_simple, sigma^2 = beta_tilde_t": dict(key="cosine_simple", sigma_small=True),
-    "L_simple, DDIM (eta = 0)": dict(key="cosine_simple", method="ddim"),
+ARMS = {  # name in the preset: (label, model, make_sampler options)
+    "learned": ("L_hybrid, learned sigma", "cosine_hybrid", {}),
+    "fixed_large": ("L_simple, sigma^2 = beta_t", "cosine_simple", {"sigma_small": False}),
+    "fixed_small": ("L_simple, sigma^2 = beta_tilde_t", "cosine_simple", {"sigma_small": True}),
+    "ddim": ("L_simple, DDIM (eta = 0)", "cosine_simple", {"method": "ddim"}),
 }
 step_curves, step_rows = {}, []
-for label, arm in arms.items():
-    arm = dict(arm)
-    key = arm.pop("key")
+for name in P.step_arms:
+    label, key, arm = ARMS[name]
     fids = []
     for K in P.step_sweep:
         sampler = common.make_sampler(P.run(key).diffusion, models[key], sample_steps=K, device=device, **arm)

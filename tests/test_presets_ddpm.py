@@ -76,3 +76,14 @@ def test_improved_ddpm_run_lookup():
     assert p.run("cosine_hybrid").diffusion.objective == "hybrid"
     with pytest.raises(ValueError, match="cosine_hybrid"):
         p.run("nope")
+
+
+def test_improved_ddpm_fid_budget_and_validation():
+    smoke, book = get_preset("improved_ddpm", "smoke"), get_preset("improved_ddpm", "book")
+    assert smoke.fid_calls() <= 3  # each Fréchet distance is a 2048x2048 sqrtm (~15 s on one CPU thread)
+    assert set(book.step_arms) == {"learned", "fixed_large", "fixed_small", "ddim"}
+    assert set(book.fid_runs) == {r.key for r in book.runs if r.in_paper_table}
+    with pytest.raises(ValueError, match="step arms"):
+        dataclasses.replace(book, step_arms=("euler",))
+    with pytest.raises(ValueError, match="nope"):
+        dataclasses.replace(book, skip_runs=("nope",))

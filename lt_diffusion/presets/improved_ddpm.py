@@ -8,15 +8,18 @@ FID when the first part of the reverse process is skipped.
 
 Costs (one H100, bf16; estimates from throughput, ``ImprovedDDPMPreset.projected_gpu_seconds``):
 
-* ``smoke``: 0.19 M-parameter UNet, T = 100, six runs of 20 steps × 16 images, bpd on 4 test images, FIDs on
-  8 samples against 32 train images. About a minute on 2 CPU cores (the Inception network dominates); every
-  number is "smoke: not comparable".
+* ``smoke``: 0.19 M-parameter UNet, T = 100, six runs of 20 steps × 16 images, bpd on 4 test images, three FIDs
+  (one per experiment) on 8 samples against 32 train images. 1.5–2 minutes on one CPU thread, dominated by the
+  Fréchet distance (a 2048×2048 matrix square root, ~15 s each on CPU); every number is
+  "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet, **T = 1000** (not the paper's 4000: the exact bound costs T
-  forward passes per image), six runs of 1,200 steps × 256 images (0.31 M images each, ~15 s each at
-  ~20 k img/s, ~90 s in all), bpd on 256 test images per run (1.5 M forward passes), FID on 2,000 samples
-  (100 steps) per objective, 1,000 samples per point of the step and skip sweeps: ~5 M denoiser forward passes
-  (~85 s at ~60 k/s) and ~36 k Inception images (~10 s). About 3–3.5 minutes. Runs this short show
-  *directions* (which objective gives lower NLL, which sampler degrades first), not the paper's numbers.
+  forward passes per image), six runs of 1,000 steps × 256 images (0.26 M images each, ~13 s each at
+  ~20 k img/s, ~80 s in all), bpd on 256 test images per run (1.5 M forward passes, ~25 s), FID on 2,000 samples
+  (100 steps) for each of the five table rows, 1,000 samples per point of the step sweep (4 samplers × 25/50/100
+  steps) and of the skip sweep (2 schedules × 3 fractions): ~4 M denoiser forward passes and ~36 k Inception
+  images, plus 23 Fréchet distances on the host CPU (~3 s each, an estimate). About 3.5–4 minutes. Runs this
+  short show *directions* (which objective gives lower NLL, which sampler degrades first), not the paper's
+  numbers.
 * ``paper``: the official CIFAR-10 configuration (README of openai/improved-diffusion): 128 channels, 3 blocks,
   multipliers 1,2,2,2, attention at 16 and 8, dropout 0.3 (0.1 for the linear rows), T = 4000, batch 128,
   lr 1e-4, EMA 0.9999, no flips, 500 K steps; the main run is cosine / L_hybrid. At an *estimated*
@@ -35,6 +38,10 @@ from lt_diffusion.models import UNetConfig, get_model_config
 from . import register
 
 CHAPTER = "improved_ddpm"
+STEP_ARMS = ("learned", "fixed_large", "fixed_small", "ddim")
+# CPU seconds of one Fréchet distance (scipy sqrtm of a 2048x2048 matrix): ~15 s on one CPU thread here,
+# assumed ~3 s on the GPU host. An estimate; it is a large part of this chapter's cost.
+FRECHET_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,11 @@ class ImprovedDDPMPreset:
         eval: FID per objective (samples, sampling steps, reference).
         bpd_images: CIFAR-10 test images for the exact NLL (``calc_bpd_loop``: T forward passes each).
         bpd_batch: batch of that loop.
+        fid_runs: runs whose FID goes into the ablation table (default: every row of the paper's table).
         step_sweep: sampling-step counts of the "fewer steps" figure.
+        step_arms: samplers of that figure: ``"learned"`` (L_hybrid, Σ_θ), ``"fixed_large"`` / ``"fixed_small"``
+            (L_simple with σ² = β_t / β̃_t) and ``"ddim"`` (L_simple, η = 0).
+        skip_runs: models of the skip sweep.
         sweep_samples: samples per point of the step sweep and the skip sweep.
         skip_fractions: fractions of the reverse process skipped (start from N(0, I) at t = (1 − f) T).
         skip_steps: sampling steps spread over the remaining range in the skip sweep.
@@ -95,6 +106,9 @@ class ImprovedDDPMPreset:
     skip_fractions: Tuple[float, ...]
     skip_steps: int
     main_run: str = "cosine_hybrid"
+    fid_runs: Tuple[str, ...] = ("linear_simple", "linear_hybrid", "cosine_simple", "cosine_hybrid", "cosine_vlb_is")
+    step_arms: Tuple[str, ...] = ("learned", "fixed_large", "fixed_small", "ddim")
+    skip_runs: Tuple[str, ...] = ("linear_simple", "cosine_simple")
     variance_T: Tuple[int, ...] = (4000, 1000, 100)
     train_img_per_s: float = 20_000.0
     sample_img_per_s: float = 60_000.0
@@ -104,8 +118,12 @@ class ImprovedDDPMPreset:
         keys = [r.key for r in self.runs]
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate run keys in {keys}")
-        if self.main_run not in keys:
-            raise ValueError(f"main_run {self.main_run!r} is not one of {keys}")
+        for name in (self.main_run, *self.fid_runs, *self.skip_runs):
+            if name not in keys:
+                raise ValueError(f"run {name!r} is not one of {keys}")
+        unknown = set(self.step_arms) - set(STEP_ARMS)
+        if unknown:
+            raise ValueError(f"unknown step arms {sorted(unknown)}; choose from {STEP_ARMS}")
         if any(not 0.0 <= f < 1.0 for f in self.skip_fractions):
             raise ValueError(f"skip fractions must lie in [0, 1), got {self.skip_fractions}")
         if len({r.diffusion.steps for r in self.runs}) != 1:
@@ -123,18 +141,24 @@ class ImprovedDDPMPreset:
                 return r
         raise ValueError(f"unknown run {key!r}; choose one of {[r.key for r in self.runs]}")
 
+    def fid_calls(self) -> int:
+        """How many FIDs the chapter computes (objectives, step sweep, skip sweep)."""
+        return len(self.fid_runs) + len(self.step_arms) * len(self.step_sweep) + len(self.skip_runs) * len(self.skip_fractions)
+
     def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds of the whole chapter (estimate): trainings, bpd loops, all sample sets."""
-        n_table = sum(r.in_paper_table for r in self.runs)
+        """Projected H100-host seconds of the whole chapter (estimate): trainings, bpd loops, all sample sets,
+        Inception features and the Fréchet distances (CPU)."""
         base = projected_gpu_seconds(self.train, self.eval, self.train_img_per_s, self.sample_img_per_s,
-                                     n_trainings=len(self.runs), n_sample_sets=n_table)
+                                     n_trainings=len(self.runs), n_sample_sets=len(self.fid_runs))
         bpd_s = len(self.runs) * self.bpd_images * self.T / self.sample_img_per_s
-        sweep_forward = (4 * sum(self.step_sweep) + 2 * len(self.skip_fractions) * self.skip_steps) * self.sweep_samples
-        sweep_s = sweep_forward / self.sample_img_per_s
-        sweep_fid_s = (4 * len(self.step_sweep) + 2 * len(self.skip_fractions)) * self.sweep_samples / 4000.0
+        sweep_forward = (len(self.step_arms) * sum(self.step_sweep)
+                         + len(self.skip_runs) * len(self.skip_fractions) * self.skip_steps) * self.sweep_samples
+        n_sweep_sets = len(self.step_arms) * len(self.step_sweep) + len(self.skip_runs) * len(self.skip_fractions)
+        sweep_s = sweep_forward / self.sample_img_per_s + n_sweep_sets * self.sweep_samples / 4000.0
+        frechet_s = self.fid_calls() * FRECHET_S
         out = dict(base)
-        out.update(bpd_s=bpd_s, sweep_s=sweep_s + sweep_fid_s)
-        out["total_s"] = base["total_s"] + bpd_s + sweep_s + sweep_fid_s
+        out.update(bpd_s=bpd_s, sweep_s=sweep_s, frechet_s=frechet_s)
+        out["total_s"] = base["total_s"] + bpd_s + sweep_s + frechet_s
         return out
 
 
@@ -150,8 +174,11 @@ _SMOKE = ImprovedDDPMPreset(
     bpd_batch=4,
     step_sweep=(10,),
     sweep_samples=8,
-    skip_fractions=(0.0, 0.5),
+    skip_fractions=(0.5,),
     skip_steps=10,
+    fid_runs=("cosine_hybrid",),
+    step_arms=("ddim",),
+    skip_runs=("linear_simple",),
     variance_T=(4000, 1000, 100),
     train_img_per_s=300.0,
     sample_img_per_s=1000.0,
@@ -162,14 +189,14 @@ _BOOK = ImprovedDDPMPreset(
     scale="book",
     model=get_model_config("book"),
     runs=_runs(1000, 0.1, 0.1),
-    train=TrainSpec(steps=1200, batch_size=256, lr=2e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.995,
+    train=TrainSpec(steps=1000, batch_size=256, lr=2e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.995,
                     random_flip=False),
     eval=EvalSpec(num_samples=2000, sample_steps=100, batch_size=1000, fid_reference="train", grid=64),
     bpd_images=256,
     bpd_batch=256,
-    step_sweep=(25, 50, 100, 200),
+    step_sweep=(25, 50, 100),
     sweep_samples=1000,
-    skip_fractions=(0.0, 0.1, 0.2, 0.3, 0.5),
+    skip_fractions=(0.0, 0.2, 0.4),
     skip_steps=100,
     note="book: T = 1000 and 0.3 M training images per model (the paper: T = 4000, 64 M): the comparisons show "
          "directions, not the paper's numbers; FID from 1-2 k samples is biased upwards.",
