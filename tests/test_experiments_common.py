@@ -100,3 +100,16 @@ def test_save_results_goes_to_repository_results(tmp_path, monkeypatch):
     path = common.save_results("unit_test", {"fid": np.float64(1.5), "n": np.int64(3), "scale": "smoke"})
     assert path == tmp_path / "smoke" / "unit_test.json" and '"fid": 1.5' in path.read_text()
     assert common.results_dir("smoke").name == "smoke"
+
+
+@pytest.mark.parametrize("objective", ["simple", "hybrid"])
+def test_calc_bpd_batched_matches_calc_bpd_loop(objective):
+    spec = DiffusionSpec(steps=30, noise_schedule="cosine", objective=objective)
+    model = common.build_model(dataclasses.replace(get_model_config("smoke"), attention_resolutions=()), spec).eval()
+    diffusion = common.build_diffusion(spec)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    ref = diffusion.calc_bpd_loop(model, x, generator=torch.Generator().manual_seed(5))
+    for batch in (3, 7, 12, 1000):  # one t per pass, partial groups, all t in one pass
+        out = common.calc_bpd_batched(diffusion, model, x, batch_size=batch, generator=torch.Generator().manual_seed(5))
+        torch.testing.assert_close(out["vb"], ref["vb"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out["total_bpd"], ref["total_bpd"], rtol=1e-4, atol=1e-5)

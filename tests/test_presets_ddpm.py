@@ -81,7 +81,7 @@ def test_improved_ddpm_run_lookup():
 def test_improved_ddpm_fid_budget_and_validation():
     smoke, book = get_preset("improved_ddpm", "smoke"), get_preset("improved_ddpm", "book")
     assert smoke.fid_calls() <= 3  # each Fréchet distance is a 2048x2048 sqrtm (~15 s on one CPU thread)
-    assert set(book.step_arms) == {"learned", "fixed_large", "fixed_small", "ddim"}
+    assert {"learned", "fixed_large", "ddim"} <= set(book.step_arms)  # the paper's Fig. 8 contrast
     assert set(book.fid_runs) == {r.key for r in book.runs if r.in_paper_table}
     with pytest.raises(ValueError, match="step arms"):
         dataclasses.replace(book, step_arms=("euler",))

@@ -4,7 +4,7 @@ The notebooks import these so that a chapter reads as "train this preset, sample
 maths stays in the engine modules (:mod:`lt_diffusion.diffusion`, :mod:`lt_diffusion.train`, ...), where
 the chapters show it with ``inspect.getsource``.
 """
-from .common import (DiffusionSpec, EvalSpec, TrainSpec, bf16_model, build_diffusion, build_model, default_device,
+from .common import (DiffusionSpec, EvalSpec, TrainSpec, bf16_model, build_diffusion, calc_bpd_batched, build_model, default_device,
                      evaluate_fid, fid_reference_stats, load_train_images, make_sampler, projected_gpu_seconds,
                      results_dir, save_results, train_model)
 
@@ -24,4 +24,5 @@ __all__ = [
     "default_device",
     "projected_gpu_seconds",
     "bf16_model",
+    "calc_bpd_batched",
 ]

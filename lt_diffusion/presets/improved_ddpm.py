@@ -13,26 +13,26 @@ Costs (one H100, bf16; estimates from throughput, ``ImprovedDDPMPreset.projected
   Fréchet distance (a 2048×2048 matrix square root, ~15 s each on CPU); every number is
   "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet, **T = 1000** (not the paper's 4000: the exact bound costs T
-  forward passes per image), six runs of 1,000 steps × 256 images (0.26 M images each, ~13 s each at
-  ~20 k img/s, ~80 s in all), bpd on 256 test images per run (1.5 M forward passes, ~25 s), FID on 2,000 samples
-  (100 steps) for each of the five table rows, 1,000 samples per point of the step sweep (4 samplers × 25/50/100
-  steps) and of the skip sweep (2 schedules × 3 fractions): ~4 M denoiser forward passes and ~36 k Inception
-  images, plus 23 Fréchet distances on the host CPU (~3 s each, an estimate). About 3.5–4 minutes. Runs this
-  short show *directions* (which objective gives lower NLL, which sampler degrades first), not the paper's
-  numbers.
+  forward passes per image), six runs of 160 steps × 1,024 images (~13 s each at the measured ~80 ms per step,
+  ~80 s in all), the bound on 128 test images per run (32 passes of 4,096 image-timesteps each, ~20 s), FID on
+  1,000 samples (50 steps) for each of the five table rows, 1,000 samples per point of the step sweep
+  (learned / fixed β_t / DDIM × 25, 50, 100 steps) and of the skip sweep (2 schedules × 0 and 20% skipped),
+  with 18 Fréchet distances on the host CPU (~3 s each, an estimate). About 4 minutes
+  (``projected_gpu_seconds``). Runs this short show *directions* (which objective gives lower NLL, which
+  sampler degrades first), not the paper's numbers.
 * ``paper``: the official CIFAR-10 configuration (README of openai/improved-diffusion): 128 channels, 3 blocks,
   multipliers 1,2,2,2, attention at 16 and 8, dropout 0.3 (0.1 for the linear rows), T = 4000, batch 128,
-  lr 1e-4, EMA 0.9999, no flips, 500 K steps; the main run is cosine / L_hybrid. At an *estimated*
-  1,400 img/s for the 52.5 M model on one H100 (the improved-diffusion performance issue reports
-  ~1,150–1,655 img/s), one run is 64 M images ≈ 12.7 h, the five ablation rows ≈ 64 h, plus sampling
-  50 K images × 4000 steps per row. Never run here.
+  lr 1e-4, EMA 0.9999, no flips, 500 K steps; the main run is cosine / L_hybrid. At the measured
+  ~1,271–1,444 img/s of this 52.5 M model on the lent H100 (DESIGN.md; the improved-diffusion performance issue
+  reports ~1,150–1,655 img/s), one run is 500 K × ~0.095 s ≈ 13 h, the six runs ≈ 79 h, plus sampling 50 K
+  images × 4000 steps per table row (≈ 13 h each at an estimated 0.24 s per step of 1,000). Never run here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec, projected_gpu_seconds
+from lt_diffusion.experiments.common import H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec
 from lt_diffusion.models import UNetConfig, get_model_config
 
 from . import register
@@ -80,7 +80,6 @@ class ImprovedDDPMPreset:
         train: the training run used for every model.
         eval: FID per objective (samples, sampling steps, reference).
         bpd_images: CIFAR-10 test images for the exact NLL (``calc_bpd_loop``: T forward passes each).
-        bpd_batch: batch of that loop.
         fid_runs: runs whose FID goes into the ablation table (default: every row of the paper's table).
         step_sweep: sampling-step counts of the "fewer steps" figure.
         step_arms: samplers of that figure: ``"learned"`` (L_hybrid, Σ_θ), ``"fixed_large"`` / ``"fixed_small"``
@@ -90,7 +89,10 @@ class ImprovedDDPMPreset:
         skip_fractions: fractions of the reverse process skipped (start from N(0, I) at t = (1 − f) T).
         skip_steps: sampling steps spread over the remaining range in the skip sweep.
         variance_T: diffusion lengths of the β̃_t / β_t figure (schedules only, no training).
-        train_img_per_s, sample_img_per_s: throughputs behind the projected cost (estimates on one H100).
+        bpd_batch: images × timesteps per forward pass of the bound (``calc_bpd_batched``).
+        train_step_s, sample_step_s: seconds per training step / per sampling step of one batch on the GPU: the
+            book model is launch-bound on the lent H100 (DESIGN.md: ~60–80 ms per training step up to batch 1024,
+            ~75 ms per sampling step at batch 1000), so costs are counted in steps, not images.
         note: what this scale can and cannot show.
     """
 
@@ -110,8 +112,8 @@ class ImprovedDDPMPreset:
     step_arms: Tuple[str, ...] = ("learned", "fixed_large", "fixed_small", "ddim")
     skip_runs: Tuple[str, ...] = ("linear_simple", "cosine_simple")
     variance_T: Tuple[int, ...] = (4000, 1000, 100)
-    train_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
+    train_step_s: float = 0.08
+    sample_step_s: float = 0.075
     note: str = ""
 
     def __post_init__(self):
@@ -146,20 +148,24 @@ class ImprovedDDPMPreset:
         return len(self.fid_runs) + len(self.step_arms) * len(self.step_sweep) + len(self.skip_runs) * len(self.skip_fractions)
 
     def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100-host seconds of the whole chapter (estimate): trainings, bpd loops, all sample sets,
-        Inception features and the Fréchet distances (CPU)."""
-        base = projected_gpu_seconds(self.train, self.eval, self.train_img_per_s, self.sample_img_per_s,
-                                     n_trainings=len(self.runs), n_sample_sets=len(self.fid_runs))
-        bpd_s = len(self.runs) * self.bpd_images * self.T / self.sample_img_per_s
-        sweep_forward = (len(self.step_arms) * sum(self.step_sweep)
-                         + len(self.skip_runs) * len(self.skip_fractions) * self.skip_steps) * self.sweep_samples
-        n_sweep_sets = len(self.step_arms) * len(self.step_sweep) + len(self.skip_runs) * len(self.skip_fractions)
-        sweep_s = sweep_forward / self.sample_img_per_s + n_sweep_sets * self.sweep_samples / 4000.0
-        frechet_s = self.fid_calls() * FRECHET_S
-        out = dict(base)
-        out.update(bpd_s=bpd_s, sweep_s=sweep_s, frechet_s=frechet_s)
-        out["total_s"] = base["total_s"] + bpd_s + sweep_s + frechet_s
-        return out
+        """Projected seconds of the whole chapter on one H100 host (estimate from per-step costs): trainings,
+        bound evaluation, every sample set, Inception features and the Fréchet distances (CPU)."""
+        import math
+
+        def sampling(n: int, steps: int) -> float:
+            return math.ceil(n / self.eval.batch_size) * steps * self.sample_step_s
+
+        train_s = len(self.runs) * self.train.steps * self.train_step_s
+        bpd_s = len(self.runs) * math.ceil(self.bpd_images * self.T / self.bpd_batch) * self.sample_step_s * 1.5
+        sample_s = len(self.fid_runs) * sampling(self.eval.num_samples, self.eval.sample_steps)
+        sample_s += len(self.step_arms) * sum(sampling(self.sweep_samples, k) for k in self.step_sweep)
+        sample_s += len(self.skip_runs) * len(self.skip_fractions) * sampling(self.sweep_samples, self.skip_steps)
+        n_images = len(self.fid_runs) * self.eval.num_samples + (
+            len(self.step_arms) * len(self.step_sweep) + len(self.skip_runs) * len(self.skip_fractions)
+        ) * self.sweep_samples
+        fid_s = n_images / H100_INCEPTION_IMG_PER_S + self.fid_calls() * FRECHET_S
+        total = train_s + bpd_s + sample_s + fid_s
+        return {"train_s": train_s, "bpd_s": bpd_s, "sample_s": sample_s, "fid_s": fid_s, "total_s": total}
 
 
 _SMOKE = ImprovedDDPMPreset(
@@ -171,7 +177,7 @@ _SMOKE = ImprovedDDPMPreset(
     eval=EvalSpec(num_samples=8, sample_steps=20, batch_size=8, fid_reference="train", fid_reference_images=32,
                   grid=16, comparable=False),
     bpd_images=4,
-    bpd_batch=4,
+    bpd_batch=400,
     step_sweep=(10,),
     sweep_samples=8,
     skip_fractions=(0.5,),
@@ -180,8 +186,8 @@ _SMOKE = ImprovedDDPMPreset(
     step_arms=("ddim",),
     skip_runs=("linear_simple",),
     variance_T=(4000, 1000, 100),
-    train_img_per_s=300.0,
-    sample_img_per_s=1000.0,
+    train_step_s=0.15,
+    sample_step_s=0.03,
     note="smoke: a CI check that every cell runs; numbers are not comparable to anything.",
 )
 
@@ -189,17 +195,20 @@ _BOOK = ImprovedDDPMPreset(
     scale="book",
     model=get_model_config("book"),
     runs=_runs(1000, 0.1, 0.1),
-    train=TrainSpec(steps=1000, batch_size=256, lr=2e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.995,
+    # Launch-bound GPU: few, large steps (DESIGN.md). 160 steps x 1024 images per model.
+    train=TrainSpec(steps=160, batch_size=1024, lr=4e-4, warmup_steps=20, grad_clip=1.0, ema_rate=0.99,
                     random_flip=False),
-    eval=EvalSpec(num_samples=2000, sample_steps=100, batch_size=1000, fid_reference="train", grid=64),
-    bpd_images=256,
-    bpd_batch=256,
+    eval=EvalSpec(num_samples=1000, sample_steps=50, batch_size=1000, fid_reference="train", grid=64),
+    bpd_images=128,
+    bpd_batch=4096,
     step_sweep=(25, 50, 100),
+    step_arms=("learned", "fixed_large", "ddim"),
     sweep_samples=1000,
-    skip_fractions=(0.0, 0.2, 0.4),
-    skip_steps=100,
-    note="book: T = 1000 and 0.3 M training images per model (the paper: T = 4000, 64 M): the comparisons show "
-         "directions, not the paper's numbers; FID from 1-2 k samples is biased upwards.",
+    skip_fractions=(0.0, 0.2),
+    skip_steps=50,
+    note="book: T = 1000 and 0.16 M training images per model (the paper: T = 4000, 64 M): the comparisons show "
+         "directions, not the paper's numbers; FID from 1,000 samples of briefly trained models is biased upwards "
+         "and noisy.",
 )
 
 _PAPER = ImprovedDDPMPreset(
@@ -215,8 +224,10 @@ _PAPER = ImprovedDDPMPreset(
     sweep_samples=50_000,
     skip_fractions=(0.0, 0.1, 0.2, 0.3, 0.5),
     skip_steps=4000,
-    train_img_per_s=1_400.0,
-    sample_img_per_s=4_200.0,
+    # 52.5 M model: ~1,271-1,444 img/s measured on the H100 (DESIGN.md) -> ~0.095 s per step of 128;
+    # sampling a batch of 1000 is compute-bound there: ~0.24 s per step (estimate from the 4,200 img/s forward).
+    train_step_s=0.095,
+    sample_step_s=0.24,
     note="paper: Nichol & Dhariwal 2021, CIFAR-10 ablation at 500 K steps, T = 4000 (README flags of "
          "openai/improved-diffusion). Never run here; throughputs are estimates for the 52.5 M model.",
 )
