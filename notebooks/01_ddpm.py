@@ -367,8 +367,8 @@ display(plotting.metrics_table(rows, formats={"FID": ".2f", "params (M)": ".1f",
 # %% [markdown]
 # *What reproduced and what did not.* The pipeline (forward process, $\mathcal{L}_\text{simple}$, ancestral
 # sampling, FID against the train statistics) is the paper's. The FID is not: at `book` scale the model sees about
-# 2% of the paper's training images, has a fifth of its parameters and samples with a quarter of its steps, and
-# FID from 5,000 samples is biased upwards relative to 50,000. The paper's Inception Score (9.46) cannot be
+# 1% of the paper's training images, has a fifth of its parameters and samples with a respaced chain of a tenth of
+# its steps (the table lists each), and FID from 5,000 samples is biased upwards relative to 50,000. The paper's Inception Score (9.46) cannot be
 # computed here: the offline Inception weights have no classifier layer.
 #
 # ## Provenance
