@@ -235,39 +235,14 @@ else:
 NULL = P.model.num_classes
 
 
-# TODO(metrics): use metrics.fid once it has a fast path. pytorch-fid's scipy ``sqrtm`` of a 2048x2048 matrix
-# costs ~30 s of CPU per FID (minutes for a sweep). This computes the same Fréchet distance exactly:
-# tr sqrt(S_ref S_gen) = sum sqrt(eig(R^T S_gen R)) with S_ref = R R^T, an n x n problem when the generated
-# set has n < 2048 samples, and on the GPU when there is one.
-class FastFID:
-    def __init__(self, ref):
-        sigma = torch.as_tensor(ref.sigma, dtype=torch.float64, device=device)
-        evals, evecs = torch.linalg.eigh(sigma)
-        self.R = evecs * evals.clamp(min=0).sqrt()                  # S_ref = R R^T
-        self.mu = torch.as_tensor(ref.mu, dtype=torch.float64, device=device)
-        self.trace = torch.trace(sigma)
-
-    def __call__(self, feats):
-        f = torch.as_tensor(np.asarray(feats), dtype=torch.float64, device=device)
-        mu = f.mean(0)
-        A = (f - mu) / (f.shape[0] - 1) ** 0.5                       # S_gen = A^T A
-        B = A @ self.R
-        M = B @ B.T if B.shape[0] < B.shape[1] else B.T @ B         # same non-zero eigenvalues
-        root = torch.linalg.eigvalsh(M).clamp(min=0).sqrt().sum()
-        return float(((mu - self.mu) ** 2).sum() + self.trace + (A * A).sum() - 2 * root)
-
-
-FID = FastFID(REF)
-
-
 def score(images):
     feats = metrics.compute_features(images, progress=False)
     prec, rec = metrics.precision_recall(REAL_FEATS, feats, k=3)
-    return {"FID": FID(feats), "precision": prec, "recall": rec}
+    return {"FID": metrics.fid(feats, REF, progress=False), "precision": prec, "recall": rec}
 
 
-def draw(model, n, labels, model_fn=None, cond_fn=None, seed=SEED):
-    sampler = common.make_sampler(P.diffusion, model, sample_steps=P.eval.sample_steps, method="ddim",
+def draw(model, n, labels, model_fn=None, cond_fn=None, seed=SEED, steps=None):
+    sampler = common.make_sampler(P.diffusion, model, sample_steps=steps or P.eval.sample_steps, method="ddim",
                                   model_fn=model_fn, cond_fn=cond_fn)
     return generate(sampler, n, min(P.eval.batch_size, n), labels=labels, seed=seed, progress=False)
 
@@ -336,10 +311,14 @@ print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {clf_
       f"{clf_run.wall_s:.1f} s; training cost relative to one diffusion model: "
       f"{clf_run.steps * ct.batch_size / (P.train.steps * P.train.batch_size):.2f}x the images")
 
+cfg_w0 = next(r for r in cfg_rows if r["p_uncond"] == base_p and r["w"] == 0)
 cg_rows = []
 for s in P.classifier_scales:
-    cond_fn = classifier_cond_fn(classifier, scale=s) if s > 0 else None
-    row = {"method": "classifier guidance", "s": s, **score(draw(base, P.eval.num_samples, labels, cond_fn=cond_fn))}
+    if s == 0:   # no guidance: the same call as CFG w = 0 on this model (same seed), so the same samples
+        scored = {k: cfg_w0[k] for k in ("FID", "precision", "recall")}
+    else:
+        scored = score(draw(base, P.eval.num_samples, labels, cond_fn=classifier_cond_fn(classifier, scale=s)))
+    row = {"method": "classifier guidance", "s": s, **scored}
     cg_rows.append(row)
     print(f"classifier guidance s={s:<4g} FID={row['FID']:.2f} precision={row['precision']:.3f} "
           f"recall={row['recall']:.3f}{SMOKE_LABEL}")
@@ -360,15 +339,18 @@ fig.tight_layout()
 # %% [markdown]
 # The strengths $w$ and $s$ are not on a common scale, so the fair comparison is the right panel: which curve
 # reaches higher precision at the same recall. Cost per sample, measured on one batch of `cost_batch` images with
-# `eval.sample_steps` DDIM steps (after a warm-up call):
+# `cost_steps` DDIM steps (after a warm-up call; the cost grows linearly with the number of steps):
 
 # %%
+COST_STEPS = P.cost_steps or P.eval.sample_steps
+
+
 def timed(fn, n, labels):
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    draw(base, min(n, 4), labels[:min(n, 4)], model_fn=fn[0], cond_fn=fn[1])   # warm-up
+    draw(base, min(n, 4), labels[:min(n, 4)], model_fn=fn[0], cond_fn=fn[1], steps=COST_STEPS)   # warm-up
     sync()
     t0 = time.perf_counter()
-    draw(base, n, labels[:n], model_fn=fn[0], cond_fn=fn[1])
+    draw(base, n, labels[:n], model_fn=fn[0], cond_fn=fn[1], steps=COST_STEPS)
     sync()
     return (time.perf_counter() - t0) / n
 
@@ -388,7 +370,7 @@ cost_rows = [
 for r in cost_rows:
     r["relative"] = r["s / image"] / cost_rows[0]["s / image"]
 display(plotting.metrics_table(cost_rows, formats={"s / image": ".2e", "relative": ".2f"}))
-print(f"{P.eval.sample_steps} DDIM steps, batch {n_cost}, device {device}{SMOKE_LABEL}")
+print(f"{COST_STEPS} DDIM steps, batch {n_cost}, device {device}{SMOKE_LABEL}")
 
 # %% [markdown]
 # ## 5. Results
@@ -428,6 +410,7 @@ results = {
     "cfg_sweep": cfg_rows,
     "classifier_guidance_sweep": cg_rows,
     "cost_per_image": cost_rows,
+    "cost_steps": COST_STEPS,
     "fid_samples": P.eval.num_samples,
     "sample_steps": P.eval.sample_steps,
     "convention": "w (Ho & Salimans): eps = (1+w) eps_c - w eps_u; g = 1 + w",

@@ -55,7 +55,7 @@ from lt_diffusion.classifier_train import accuracy_vs_t, default_eval_timesteps,
 from lt_diffusion.data import CIFAR10_CLASSES, ImageDataset, balanced_subset, load_cifar10, long_tailed_subset
 from lt_diffusion.diffusion import GaussianDiffusion
 from lt_diffusion.experiments import common
-from lt_diffusion.metrics import (avg_knn_distance, compute_features, fid_from_features, local_outlier_factor,
+from lt_diffusion.metrics import (avg_knn_distance, compute_features, feature_stats, fid, local_outlier_factor,
                                   precision_recall, rarity_score)
 from lt_diffusion.models import EncoderUNetModel
 from lt_diffusion.presets import get_preset
@@ -348,17 +348,17 @@ def sampler(w, level):
     return common.make_sampler(P.diffusion, ema, sample_steps=P.sample_steps, cond_fn=cond_fn, device=device)
 
 
+def draw(w, level, n):
+    """n samples guided towards ``level`` with strength w, from the same initial noise for every set."""
+    return generate(sampler(w, level), n, min(P.sample_batch, n), seed=SEED + 100, progress=False, device=device)
+
+
 top_level = P.num_levels - 1
 sets = {}
 with timer:
-    sets["unguided"] = generate(sampler(0.0, None), P.num_samples, min(500, P.num_samples), seed=SEED + 100,
-                                progress=False, device=device)
-    sets[f"level {top_level}, w={P.guidance_scale:g}"] = generate(
-        sampler(P.guidance_scale, top_level), P.num_samples, min(500, P.num_samples), seed=SEED + 100,
-        progress=False, device=device)
-    sets[f"level 0, w={P.guidance_scale:g}"] = generate(
-        sampler(P.guidance_scale, 0), P.low_samples, min(500, P.low_samples), seed=SEED + 100, progress=False,
-        device=device)
+    sets["unguided"] = draw(0.0, None, P.num_samples)
+    sets[f"level {top_level}, w={P.guidance_scale:g}"] = draw(P.guidance_scale, top_level, P.num_samples)
+    sets[f"level 0, w={P.guidance_scale:g}"] = draw(P.guidance_scale, 0, P.low_samples)
 print(f"sampled {sum(len(v) for v in sets.values())} images in {timer.elapsed:.0f} s")
 fig = plotting.image_rows({name: imgs[:10] for name, imgs in sets.items()},
                           title=f"same noise, {P.sample_steps}-step ancestral sampler" + SMOKE, cell_size=0.75)
@@ -372,8 +372,7 @@ fig
 sweep = {}
 with timer:
     for w in P.sweep_scales:
-        sweep[w] = generate(sampler(w, top_level), P.sweep_samples, min(500, P.sweep_samples), seed=SEED + 100,
-                            progress=False, device=device)
+        sweep[w] = draw(w, top_level, P.sweep_samples)
 print(f"w sweep: {len(P.sweep_scales)} × {P.sweep_samples} samples in {timer.elapsed:.0f} s")
 fig = plotting.image_rows({f"w={w:g}": imgs[:10] for w, imgs in sweep.items()},
                           title=f"towards level {top_level}" + SMOKE, cell_size=0.75)
@@ -394,6 +393,7 @@ real_idx = torch.arange(len(lt)) if P.metric_real_images is None else \
     torch.linspace(0, len(lt) - 1, P.metric_real_images).long()
 with timer:
     real_feats = compute_features(lt.images[real_idx], progress=False)
+    real_stats = feature_stats(real_feats) if P.comparable else None   # FID reference, computed once
     all_sets = {**sets, **{f"level {top_level}, w={w:g} (sweep)": v for w, v in sweep.items()}}
     feats = {name: compute_features(imgs, progress=False) for name, imgs in all_sets.items()}
 print(f"Inception features of {len(real_idx)} real + {sum(len(v) for v in all_sets.values())} generated images "
@@ -415,7 +415,7 @@ def rarity_row(label, name, with_fid):
     rs = rarity_score(f, real_feats, k=3, device=device)
     ms = minority.minority_score(ema, diffusion, imgs, P.perturb_t, num_draws=P.num_draws,
                                  batch_size=P.score_batch, seed=SEED, device=device)
-    return {"set": label, "n": len(imgs), "FID vs LT train": fid_from_features(f, real_feats) if with_fid else None,
+    return {"set": label, "n": len(imgs), "FID vs LT train": fid(f, real_stats, progress=False) if with_fid else None,
             "precision": p, "recall": r, "AvgkNN": float(avg_knn_distance(f, real_feats, k=5, device=device).mean()),
             "LOF": float(np.mean(lof[name])), "rarity": rs.mean, "outside": rs.num_outside / len(imgs),
             "minority score": float(ms.mean())}

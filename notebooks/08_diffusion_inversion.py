@@ -479,7 +479,7 @@ display(Markdown(f"All numbers above are from one seed{SMOKE}; differences of ab
 
 # %% [markdown]
 # **What differs from the paper, and why it matters.**
-# - The generator is a 32×32 pixel-space UNet trained for minutes, not Stable Diffusion; the paper's gains come
+# - The generator is a 32×32 pixel-space UNet trained for seconds, not Stable Diffusion; the paper's gains come
 #   from the knowledge of a model trained on billions of images, which ours cannot supply. In the long-tail
 #   experiment the generator has seen only the LT images, so any gain must come from recombining what those
 #   images contain.

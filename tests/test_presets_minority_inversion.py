@@ -53,4 +53,4 @@ def test_inversion_paper_values_and_lt_plan():
     b = get_preset("diffusion_inversion", "book")
     assert b.lt_counts == (5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50)
     assert all(n + g == max(n, b.balance_to) for n, g in zip(b.lt_counts, b.lt_to_generate))
-    assert b.lt_to_invert == 645 + 387 + 232 + 139 + 83 + 50
+    assert b.balance_to == 500 and b.lt_to_invert == 387 + 232 + 139 + 83 + 50   # classes below 500 images

@@ -13,35 +13,51 @@ The chapter has two experiments, and each preset sizes both:
    (:class:`lt_diffusion.models.EncoderUNetModel`) trained on q_sample-noised images at all t, and a sweep of
    the classifier scale s for the unconditional and the conditional model: FID, precision and recall vs s.
 
-Costs (one H100, bf16; estimates from assumed throughputs, ``ADMPreset.projected_gpu_seconds``):
+Costs: a projection from step times **measured** on the lent H100 (2026-11-22, torch 2.11, bf16 eager; DESIGN.md,
+``benchmarks/results/h100_*.json``), see ``ADMPreset.projected_gpu_seconds``. Small 32×32 UNets are bound by
+kernel launches there, so the cost is counted in steps, not FLOPs: ~70 ms per optimiser step of the 6.95 M
+``book`` UNet at batch 128-512 (2,196 img/s end to end at batch 128), ~75 ms per denoiser step of a sampling
+batch of ≤ 1,000 (DDIM-50: 38 s per 10 k samples), ~50 ms per noisy-classifier step at batch 256-512
+(assumed), Inception features at ~3,000 img/s (assumed), ~0.2 s per Fréchet distance on the GPU, ~20 s of
+start-up (assumed).
 
 * ``smoke``: the 0.19 M ``smoke`` UNet, two ablation variants for a few steps, a tiny classifier, 8 samples
   per metric point against 32 train images; about 2 minutes of CPU time; every metric is labelled
   "smoke: not comparable".
-* ``book``: the ``book`` UNet family (6.5–10.7 M parameters). Ablation: 8 variants × (≥ 1,200 steps of batch 128
-  and ≥ 8 s) ≈ 100 s of training + 16 FID evaluations on 2,000 samples with 25 DDIM steps ≈ 25 s. Guidance:
-  a conditional UNet for 2,400 steps of batch 256 (≈ 35 s), a 3.3 M-parameter classifier for 2,000 steps of
-  batch 256 (≈ 10 s), 10 guided sample sets of 5,000 with 25 DDIM steps (≈ 50 s), reference statistics of
-  the 50,000 CIFAR-10 train images (≈ 15 s, cached across chapters). ≈ 210 s projected, about 4 minutes with start-up. Such short
-  budgets favour the smaller and cheaper variants: that is a finding about small budgets, not about ADM.
+* ``book``: the ``book`` UNet family (6.5–10.7 M parameters). Ablation: 3 of the 8 variants (baseline,
+  additive embedding, ADM's combination) × (≥ 200 steps of batch 512 and ≥ 14 s) ≈ 42 s of training + 6 sample
+  sets of 1,000 with 50 DDIM steps ≈ 23 s. Guidance: a conditional UNet for 450 steps of batch 512 (≈ 32 s), a
+  3.3 M-parameter classifier for 300 steps of batch 512 (≈ 17 s with its accuracy curve), 5 sample sets of
+  2,000 with 50 DDIM steps, 3 of them classifier-guided (≈ 58 s), 4 small grids (≈ 23 s), Inception features
+  of ~13 k samples and of the 50,000 CIFAR-10 train images for the reference statistics (≈ 25 s; the reference
+  is cached across chapters). ≈ 238 s projected with start-up: about 4 minutes. Such short budgets favour the
+  smaller and cheaper variants: that is a finding about small budgets, not about ADM.
 * ``paper``: ADM's smallest official setting transposed to CIFAR-10 with the 32×32 channel multipliers
   of the DDPM-IP configuration (papers.md §2.1): 128 channels, 3 blocks, attention at 32/16/8 with 64
   channels per head, BigGAN up/down, AdaGN, dropout 0.1, learned Σ with L_hybrid, cosine T = 1000, and the
   guided-diffusion classifier (width 128, depth 2, attention pooling) trained 150 K steps at lr 3e-4. ADM
-  has no CIFAR-10 model; this preset is never run here and its cost is a projection.
+  has no CIFAR-10 model; this preset is never run here and its cost is a projection from the measured eager
+  throughput of the 52.5 M ``iddpm_cifar10`` UNet (1,271–1,444 img/s training, 4,942 img/s sampling; ADM's
+  attention at 32×32 makes its own model slower, so the projected ≈ 99 GPU-hours are a lower bound).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
-from lt_diffusion.experiments.common import (H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec)
+from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec
 from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
 
 from . import register
 
 CHAPTER = "adm"
+
+# Cost model of the lent H100 beside the measured step times of ``ADMPreset`` (DESIGN.md, 2026-11-22, torch 2.11).
+INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
+FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
+STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 
 #: The single changes of the ablation, in the order of ADM's Tables 1-3, then ADM's combination.
 ABLATION_VARIANTS: Tuple[str, ...] = (
@@ -118,7 +134,15 @@ class ADMPreset:
         grid_class: the class shown in the sample grids (CIFAR-10 index; 0 = airplane ... 9 = truck).
         grid_scales: classifier scales shown in the grids.
         ancestral_steps: respaced steps for the ancestral-vs-DDIM comparison grid.
-        train_img_per_s, sample_img_per_s: assumed H100 throughputs behind the projected cost.
+        train_step_s, train_img_per_s: seconds per optimiser step are ``max(train_step_s, batch /
+            train_img_per_s)``: the launch-bound floor, then the throughput. ``book``: measured on the H100
+            (~60–70 ms per step of the book UNet at batch 128–512; 7,300 img/s = batch 512 in 70 ms);
+            ``paper``: the measured eager throughput of the 52.5 M ``iddpm_cifar10`` UNet at batch 128.
+        sample_step_s, sample_img_per_s: seconds per denoiser step of one sampling batch, ``max(sample_step_s,
+            batch / sample_img_per_s)`` (measured: ~75 ms at batch 1,000 for the book UNet; 4,942 img/s for
+            ``iddpm_cifar10``).
+        clf_step_s: floor of a noisy-classifier step (training, or forward + backward in guidance), assumed
+            40–60 ms; above it the classifier (the UNet's encoder half) runs at ``2 * train_img_per_s``.
         note: what this scale can and cannot show.
     """
 
@@ -145,8 +169,11 @@ class ADMPreset:
     grid_class: int = 0
     grid_scales: Tuple[float, ...] = (0.0, 1.0, 4.0)
     ancestral_steps: int = 100
-    train_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
+    train_step_s: float = 0.070
+    train_img_per_s: float = 7_300.0
+    sample_step_s: float = 0.075
+    sample_img_per_s: float = 13_300.0
+    clf_step_s: float = 0.050
     note: str = ""
 
     def __post_init__(self):
@@ -166,27 +193,46 @@ class ADMPreset:
         """The UNetConfig of every variant this preset trains."""
         return ablation_configs(self.ablation_base, self.ablation_head_channels, self.ablation_variants)
 
-    def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds (an estimate from the assumed throughputs, not a measurement).
+    def _train_s(self, spec: TrainSpec) -> float:
+        return spec.steps * max(self.train_step_s, spec.batch_size / self.train_img_per_s)
 
-        Classifier guidance costs a classifier forward+backward per step on top of the UNet forward;
-        counted as 1.5 extra UNet forwards (the classifier is the UNet's encoder half).
+    def _clf_step_s(self, batch: int) -> float:
+        return max(self.clf_step_s, batch / (2 * self.train_img_per_s))
+
+    def _sample_s(self, n: int, steps: int, batch: int, guided: bool = False) -> float:
+        """``ceil(n / batch)`` batches × ``steps`` denoiser steps; a guided step adds a classifier step."""
+        b = min(batch, n)
+        per_step = max(self.sample_step_s, b / self.sample_img_per_s) + (self._clf_step_s(b) if guided else 0.0)
+        return math.ceil(n / b) * steps * per_step
+
+    def projected_gpu_seconds(self) -> Dict[str, float]:
+        """Projected H100 seconds of the whole notebook, from the step times above (a projection, not a
+        measurement of this preset).
+
+        The ablation counts two FID evaluations per variant (equal steps, equal time; the notebook reuses the
+        first when both marks fall on the same snapshot). Classifier guidance adds one classifier step
+        (forward + backward) to every denoiser step with s > 0.
         """
         n_var = len(self.ablation_variants)
-        ab = self.ablation_train
-        ablation_train = n_var * max(ab.images_seen / self.train_img_per_s, self.ablation_seconds)
-        ablation_sample = 2 * n_var * self.ablation_eval.num_samples * self.ablation_eval.sample_steps \
-            / self.sample_img_per_s
-        train = self.train.images_seen / self.train_img_per_s
-        clf = self.classifier_train.images_seen / (2 * self.train_img_per_s)
-        n_sets = len(self.guidance_scales_uncond) + len(self.guidance_scales_cond)
-        guided = n_sets * self.eval.num_samples * self.eval.sample_steps * 2.5 / self.sample_img_per_s
-        n_incep = (2 * n_var * self.ablation_eval.num_samples + n_sets * self.eval.num_samples
-                   + self.pr_reference_images + 50_000)
-        fid = n_incep / H100_INCEPTION_IMG_PER_S
-        total = ablation_train + ablation_sample + train + clf + guided + fid
-        return {"ablation_train_s": ablation_train, "ablation_sample_s": ablation_sample, "train_s": train,
-                "classifier_s": clf, "guided_sample_s": guided, "fid_s": fid, "total_s": total}
+        ab, ae, ev = self.ablation_train, self.ablation_eval, self.eval
+        ablation_train = n_var * max(self._train_s(ab), self.ablation_seconds)
+        ablation_sample = 2 * n_var * self._sample_s(ae.num_samples, ae.sample_steps, self.eval.batch_size)
+        train = self._train_s(self.train)
+        ct = self.classifier_train
+        clf = (ct.steps * self._clf_step_s(ct.batch_size)
+               + self.classifier_eval_timesteps * math.ceil(self.classifier_eval_images / ev.batch_size)
+               * self._clf_step_s(min(ev.batch_size, self.classifier_eval_images)))
+        scales = self.guidance_scales_uncond + self.guidance_scales_cond
+        guided = sum(self._sample_s(ev.num_samples, ev.sample_steps, ev.batch_size, guided=s > 0) for s in scales)
+        grids = (sum(self._sample_s(ev.grid, ev.sample_steps, ev.grid, guided=s > 0) for s in self.grid_scales)
+                 + self._sample_s(ev.grid, self.ancestral_steps, ev.grid, guided=True))
+        n_ref = 50_000 if ev.fid_reference_images is None else 0   # smoke reuses the precision/recall images
+        n_incep = 2 * n_var * ae.num_samples + len(scales) * ev.num_samples + self.pr_reference_images + n_ref
+        fid = n_incep / INCEPTION_IMG_PER_S + (2 * n_var + len(scales)) * FID_DISTANCE_S
+        total = STARTUP_S + ablation_train + ablation_sample + train + clf + guided + grids + fid
+        return {"startup_s": STARTUP_S, "ablation_train_s": ablation_train, "ablation_sample_s": ablation_sample,
+                "train_s": train, "classifier_s": clf, "guided_sample_s": guided, "grid_sample_s": grids,
+                "fid_s": fid, "total_s": total}
 
 
 _DIFFUSION = DiffusionSpec(steps=1000, noise_schedule="cosine", objective="simple")
@@ -229,29 +275,29 @@ _BOOK = ADMPreset(
     diffusion=_DIFFUSION,
     ablation_base=get_model_config("book", num_heads=1, num_head_channels=-1, dropout=0.0,
                                    use_scale_shift_norm=True),
-    ablation_variants=ABLATION_VARIANTS,
+    ablation_variants=("baseline", "add_emb", "adm"),
     ablation_head_channels=64,
-    ablation_train=TrainSpec(steps=1200, batch_size=128, lr=2e-4, warmup_steps=100, grad_clip=1.0,
-                             ema_rate=0.995),
-    ablation_seconds=8.0,
-    ablation_max_steps=3600,
-    ablation_eval=EvalSpec(num_samples=2000, sample_steps=25, batch_size=1000, fid_reference="train"),
+    ablation_train=TrainSpec(steps=200, batch_size=512, lr=3e-4, warmup_steps=20, grad_clip=1.0,
+                             ema_rate=0.97),
+    ablation_seconds=14.0,
+    ablation_max_steps=600,
+    ablation_eval=EvalSpec(num_samples=1000, sample_steps=50, batch_size=1000, fid_reference="train"),
     model=get_model_config("book", num_classes=10, dropout=0.0),
-    train=TrainSpec(steps=2400, batch_size=256, lr=3e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.998),
+    train=TrainSpec(steps=450, batch_size=512, lr=5e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.99),
     p_uncond=0.1,
     classifier=ClassifierConfig(num_classes=10, model_channels=64, num_res_blocks=2, channel_mult=(1, 2, 2),
                                 attention_resolutions=(16, 8), num_head_channels=64, pool="attention"),
-    classifier_train=TrainSpec(steps=2000, batch_size=256, lr=3e-4, weight_decay=0.05),
+    classifier_train=TrainSpec(steps=300, batch_size=512, lr=4.5e-4, weight_decay=0.05),
     classifier_eval_images=2000,
     classifier_eval_timesteps=11,
-    guidance_scales_uncond=(0.0, 1.0, 2.0, 4.0, 8.0),
-    guidance_scales_cond=(0.0, 0.5, 1.0, 2.0, 4.0),
-    eval=EvalSpec(num_samples=5000, sample_steps=25, batch_size=1000, fid_reference="train"),
-    pr_reference_images=5000,
-    grid_scales=(0.0, 1.0, 4.0, 10.0),
-    ancestral_steps=100,
+    guidance_scales_uncond=(0.0, 2.0, 8.0),
+    guidance_scales_cond=(0.0, 2.0),
+    eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train"),
+    pr_reference_images=2000,
+    grid_scales=(0.0, 4.0, 10.0),
+    ancestral_steps=50,
     note="book: seconds of training per model (the paper: days on many GPUs). FID is far above any paper's; "
-         "the ablation ranks variants under a tiny budget, which favours small and cheap models.",
+         "the ablation ranks 3 of the 8 variants under a tiny budget, which favours small and cheap models.",
 )
 
 _PAPER = ADMPreset(
@@ -283,11 +329,12 @@ _PAPER = ADMPreset(
     pr_reference_images=50_000,
     grid_scales=(0.0, 1.0, 4.0, 10.0),
     ancestral_steps=250,
-    train_img_per_s=1_500.0,
-    sample_img_per_s=4_500.0,
+    train_img_per_s=1_271.0,
+    sample_img_per_s=4_942.0,
     note="paper: ADM's ImageNet-64 recipe (papers.md §2.1) at CIFAR-10 size; ADM reports no CIFAR-10 number. "
          "p_uncond = 0: ADM trains a separate unconditional model (this preset's unconditional sweep would use "
-         "the ablation's 'adm' variant). Never run here; about 90 GPU-hours (≈ 4 days on one H100) by the assumed throughputs.",
+         "the ablation's 'adm' variant). Never run here; about 99 GPU-hours (≈ 4 days on one H100) projected "
+         "from the measured eager throughput of iddpm_cifar10 (torch.compile would shorten it).",
 )
 
 PRESETS = {"smoke": _SMOKE, "book": _BOOK, "paper": _PAPER}

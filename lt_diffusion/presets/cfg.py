@@ -14,29 +14,45 @@ Three experiments:
 Convention: w of Ho & Salimans (ε̃ = (1 + w) ε_c − w ε_∅; w = 0 is the conditional model); the guidance scale
 g = 1 + w of Imagen / diffusers is printed beside it.
 
-Costs (one H100, bf16; estimates from assumed throughputs, ``CFGPreset.projected_gpu_seconds``):
+Costs: a projection from step times **measured** on the lent H100 (2026-11-22, torch 2.11, bf16 eager; DESIGN.md,
+``benchmarks/results/h100_*.json``), see ``CFGPreset.projected_gpu_seconds``. Small 32×32 UNets are bound by
+kernel launches there, so the cost is counted in steps, not FLOPs: ~70 ms per optimiser step of the 6.95 M
+``book`` UNet at batch 128-512, ~75 ms per denoiser step of a sampling batch of ≤ 1,000 (a CFG step runs the
+doubled batch: counted as 2 × 75 ms at batch 1,000), ~50 ms per noisy-classifier step at batch 256-512
+(assumed), Inception features at ~3,000 img/s (assumed), ~0.2 s per Fréchet distance on the GPU, ~20 s of
+start-up and ~15 s for the CPU toy (assumed).
 
 * ``smoke``: the 0.19 M ``smoke`` UNet, a few steps, 8 samples per metric point against 32 train images;
   about 2 minutes of CPU time; every metric is labelled "smoke: not comparable".
-* ``book``: two 6.95 M-parameter conditional UNets (p_uncond 0.1 and 0.2), each 2,400 steps of batch 256
-  (≈ 30 s each), a 3.3 M-parameter classifier (2,000 steps, ≈ 13 s), 10 CFG sample sets + 5 classifier-guided
-  sets of 5,000 images with 25 DDIM steps (≈ 60 s), Inception features and the train-set reference statistics
-  (≈ 35 s). About 3 minutes, plus the CPU toy (≈ 15 s).
+* ``book``: two 6.95 M-parameter conditional UNets (p_uncond 0.1 and 0.2), each 350 steps of batch 512
+  (≈ 25 s each), a 3.3 M-parameter classifier (300 steps of batch 512, ≈ 15 s), 6 CFG sample sets (w = 0, 1, 3
+  per model) and 2 classifier-guided sets of 2,000 images with 50 DDIM steps (≈ 100 s; classifier guidance at
+  s = 0 is the CFG w = 0 set, reused), the class grid and the cost timing (≈ 9 s), Inception features and the
+  train-set reference statistics (≈ 24 s). ≈ 237 s projected with start-up and the toy: about 4 minutes.
 * ``paper``: what the paper's study would cost at CIFAR-10 size with the ADM-style CIFAR-10 UNet of
   papers.md §2.1: p_uncond ∈ {0.1, 0.2, 0.5}, a finer w grid, 50 K samples per point. papers.md could not verify
-  the paper's own p_uncond / w grid or a CIFAR-10 number (§3, §9); these values are our choice. Never run here.
+  the paper's own p_uncond / w grid or a CIFAR-10 number (§3, §9); these values are our choice. Never run
+  here; its ≈ 97 GPU-hours are projected from the measured eager throughput of the 52.5 M ``iddpm_cifar10``
+  UNet (1,271–1,444 img/s training, 4,942 img/s sampling), the closest measured model.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
-from lt_diffusion.experiments.common import H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec
 from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
 
 from . import register
 
 CHAPTER = "cfg"
+
+# Cost model of the lent H100 beside the measured step times of ``CFGPreset`` (DESIGN.md, 2026-11-22, torch 2.11).
+INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
+FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
+STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
+TOY_S = 15.0                    # the 2-D toy on the CPU at the default ToySpec (assumed)
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,17 @@ class CFGPreset:
         samples_per_class_grid: images per class in the per-class grid.
         grid_w: the w of the per-class grid.
         cost_batch: batch used to time one sampling call of each method.
-        train_img_per_s, sample_img_per_s: assumed H100 throughputs behind the projected cost.
+        cost_steps: DDIM steps of that timing call (None: ``eval.sample_steps``); the cost per step is what the
+            comparison needs, and the call is repeated once as a warm-up.
+        train_step_s, train_img_per_s: seconds per optimiser step are ``max(train_step_s, batch /
+            train_img_per_s)``: the launch-bound floor, then the throughput. ``book``: measured on the H100
+            (~60–70 ms per step of the book UNet at batch 128–512; 7,300 img/s = batch 512 in 70 ms);
+            ``paper``: the measured eager throughput of ``iddpm_cifar10`` at batch 128.
+        sample_step_s, sample_img_per_s: seconds per denoiser step of one sampling batch, ``max(sample_step_s,
+            images / sample_img_per_s)`` (measured: ~75 ms at batch 1,000 for the book UNet; 4,942 img/s for
+            ``iddpm_cifar10``); CFG's forward sees twice the images.
+        clf_step_s: floor of a noisy-classifier step (training, or forward + backward in guidance), assumed
+            40–60 ms; above it the classifier (the UNet's encoder half) runs at ``2 * train_img_per_s``.
         note: what this scale can and cannot show.
     """
 
@@ -105,8 +131,12 @@ class CFGPreset:
     samples_per_class_grid: int = 8
     grid_w: float = 2.0
     cost_batch: int = 250
-    train_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
+    cost_steps: Optional[int] = None
+    train_step_s: float = 0.070
+    train_img_per_s: float = 7_300.0
+    sample_step_s: float = 0.075
+    sample_img_per_s: float = 13_300.0
+    clf_step_s: float = 0.050
     note: str = ""
 
     def __post_init__(self):
@@ -124,22 +154,48 @@ class CFGPreset:
         """The Imagen / diffusers guidance scale g = 1 + w of a Ho & Salimans strength w."""
         return 1.0 + w
 
-    def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds (an estimate from the assumed throughputs, not a measurement).
+    def _train_s(self, spec: TrainSpec) -> float:
+        return spec.steps * max(self.train_step_s, spec.batch_size / self.train_img_per_s)
 
-        A CFG step is one forward pass on a doubled batch (2 per image); classifier guidance is one UNet forward
-        plus a classifier forward+backward (counted as 2.5 forwards in all).
+    def _clf_step_s(self, batch: int) -> float:
+        return max(self.clf_step_s, batch / (2 * self.train_img_per_s))
+
+    def _sample_s(self, n: int, steps: int, batch: int, forwards: int = 1, guided: bool = False) -> float:
+        """``ceil(n / batch)`` batches × ``steps`` denoiser steps on ``forwards`` × the batch (CFG: 2); a
+        classifier-guided step adds a classifier step (forward + backward)."""
+        b = min(batch, n)
+        per_step = max(self.sample_step_s, forwards * b / self.sample_img_per_s)
+        return math.ceil(n / b) * steps * (per_step + (self._clf_step_s(b) if guided else 0.0))
+
+    def projected_gpu_seconds(self) -> Dict[str, float]:
+        """Projected H100 seconds of the whole notebook, from the step times above (a projection, not a
+        measurement of this preset).
+
+        A CFG step is one forward pass on a doubled batch; classifier guidance is one UNet forward plus a
+        classifier forward and backward. Classifier guidance at s = 0 is not sampled again (it is the CFG
+        w = 0 set of the first model).
         """
+        ev = self.eval
         n_models = len(self.p_unconds)
-        train = n_models * self.train.images_seen / self.train_img_per_s
-        clf = self.classifier_train.images_seen / (2 * self.train_img_per_s)
-        per_set = self.eval.num_samples * self.eval.sample_steps
-        cfg_sets = n_models * len(self.ws)
-        sample = (cfg_sets * per_set * 2 + len(self.classifier_scales) * per_set * 2.5) / self.sample_img_per_s
-        n_incep = (cfg_sets + len(self.classifier_scales)) * self.eval.num_samples + self.pr_reference_images + 50_000
-        fid = n_incep / H100_INCEPTION_IMG_PER_S
-        return {"train_s": train, "classifier_s": clf, "sample_s": sample, "fid_s": fid,
-                "total_s": train + clf + sample + fid}
+        train = n_models * self._train_s(self.train)
+        clf = self.classifier_train.steps * self._clf_step_s(self.classifier_train.batch_size)
+        sweep = n_models * sum(self._sample_s(ev.num_samples, ev.sample_steps, ev.batch_size,
+                                              forwards=2 if w != 0 else 1) for w in self.ws)
+        cg_scales = [s for s in self.classifier_scales if s > 0]
+        sweep += sum(self._sample_s(ev.num_samples, ev.sample_steps, ev.batch_size, guided=True) for _ in cg_scales)
+        n_grid = self.samples_per_class_grid * self.model.num_classes
+        steps_cost = self.cost_steps or ev.sample_steps
+        extra = (self._sample_s(n_grid, ev.sample_steps, ev.batch_size, forwards=2)
+                 + 2 * (self._sample_s(self.cost_batch, steps_cost, self.cost_batch)          # warm-up + timed
+                        + self._sample_s(self.cost_batch, steps_cost, self.cost_batch, forwards=2)
+                        + self._sample_s(self.cost_batch, steps_cost, self.cost_batch, guided=True)))
+        n_sets = n_models * len(self.ws) + len(cg_scales)
+        n_ref = 50_000 if ev.fid_reference_images is None else 0   # smoke reuses the precision/recall images
+        fid = ((n_sets * ev.num_samples + self.pr_reference_images + n_ref) / INCEPTION_IMG_PER_S
+               + n_sets * FID_DISTANCE_S)
+        total = STARTUP_S + TOY_S + train + clf + sweep + extra + fid
+        return {"startup_s": STARTUP_S, "toy_cpu_s": TOY_S, "train_s": train, "classifier_s": clf,
+                "sample_s": sweep, "grid_and_timing_s": extra, "fid_s": fid, "total_s": total}
 
 
 _SMOKE = CFGPreset(
@@ -170,17 +226,18 @@ _BOOK = CFGPreset(
     toy=ToySpec(),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="cosine", objective="simple"),
     model=get_model_config("book", num_classes=10, dropout=0.0),
-    train=TrainSpec(steps=2400, batch_size=256, lr=3e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.998),
+    train=TrainSpec(steps=350, batch_size=512, lr=5e-4, warmup_steps=35, grad_clip=1.0, ema_rate=0.985),
     p_unconds=(0.1, 0.2),
-    ws=(0.0, 0.5, 1.0, 2.0, 4.0),
+    ws=(0.0, 1.0, 3.0),
     classifier=ClassifierConfig(num_classes=10, model_channels=64, num_res_blocks=2, channel_mult=(1, 2, 2),
                                 attention_resolutions=(16, 8), num_head_channels=64, pool="attention"),
-    classifier_train=TrainSpec(steps=2000, batch_size=256, lr=3e-4, weight_decay=0.05),
-    classifier_scales=(0.0, 1.0, 2.0, 4.0, 8.0),
-    eval=EvalSpec(num_samples=5000, sample_steps=25, batch_size=1000, fid_reference="train"),
-    pr_reference_images=5000,
+    classifier_train=TrainSpec(steps=300, batch_size=512, lr=4.5e-4, weight_decay=0.05),
+    classifier_scales=(0.0, 1.0, 4.0),
+    eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train"),
+    pr_reference_images=2000,
+    cost_steps=10,
     note="book: seconds of training per model; FID is far above any paper's and only the trends in w are "
-         "meaningful. FID and precision/recall use 5,000 samples (FID is biased upwards at this size).",
+         "meaningful. FID and precision/recall use 2,000 samples (FID is biased upwards at this size).",
 )
 
 _PAPER = CFGPreset(
@@ -200,11 +257,12 @@ _PAPER = CFGPreset(
     classifier_scales=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
     eval=EvalSpec(num_samples=50_000, sample_steps=250, batch_size=1000, fid_reference="train"),
     pr_reference_images=50_000,
-    train_img_per_s=1_500.0,
-    sample_img_per_s=4_500.0,
+    train_img_per_s=1_271.0,
+    sample_img_per_s=4_942.0,
     note="paper: the ADM-style CIFAR-10 UNet of papers.md §2.1 (DDPM-IP, third-party), trained jointly with the "
          "null label. Ho & Salimans report ImageNet only; papers.md verifies no CIFAR-10 number and not their "
-         "p_uncond / w grid. Never run here; ≈ 97 GPU-hours (4 days on one H100) by the assumed throughputs.",
+         "p_uncond / w grid. Never run here; ≈ 97 GPU-hours (4 days on one H100) projected from the measured "
+         "eager throughput of iddpm_cifar10.",
 )
 
 PRESETS = {"smoke": _SMOKE, "book": _BOOK, "paper": _PAPER}

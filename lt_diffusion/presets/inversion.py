@@ -8,26 +8,33 @@ long-tail classifier through the generator). Then: per-image vectors are learned
 new images are sampled from perturbed / interpolated vectors with mean-vector CFG, and ResNet-18 classifiers are
 trained on real, generated and mixed data.
 
-Costs (one H100, bf16; estimates from the assumed throughputs, see ``projected_gpu_seconds``):
+Costs: a projection from step times **measured** on the lent H100 (2026-11-22, torch 2.11, bf16 eager; DESIGN.md,
+``benchmarks/results/h100_*.json``), see ``projected_gpu_seconds``. Small 32×32 UNets are bound by kernel
+launches there, so the cost is counted in steps, not FLOPs: ~70 ms per optimiser step of the 6.95 M ``book``
+UNet at batch 128-512 (an inversion step, forward and backward through the frozen UNet, is counted the same),
+~75 ms per denoiser step of a sampling batch of ≤ 1,000 (DDIM-50: 38 s per 10 k samples; a CFG step runs the
+doubled batch), ~50-60 ms per ResNet-18 step at batch 256-512 (assumed), ~20 s of start-up (assumed).
 
 * ``smoke``: smoke UNet (cond_dim 16), T = 100, a few steps everywhere, a 3-conv net instead of ResNet-18,
   10-40 images per set. Every number is "smoke: not comparable" (about a minute on 2 CPU cores).
-* ``book``: two 6.9 M-parameter generators, 5,000 steps at batch 128 each (1.28 M images, ~64 s at
-  20 k img/s); inversion of 1,000 scarce-data images and of the 1,536 LT images of the classes below 1,000
-  images, 300 steps each in groups of 512 (0.76 M image-steps with a backward through the frozen UNet, ~38 s);
-  DDIM-50 (η = 1) sampling with CFG (two forwards per step) of 5,000 + 2 × 4,464 images (~23 s); nine
-  ResNet-18 runs at batch 256 (five of 800 steps, four of 1,200 steps: 2.25 M images, ~90 s at 25 k img/s).
-  About 3.6 minutes in all, in one papermill run.
+* ``book``: two 6.9 M-parameter generators, 300 steps of batch 512 each (≈ 42 s); inversion of 1,000
+  scarce-data images and of the 891 LT images of the classes below 500 images, 100 steps in groups of 512
+  (≈ 28 s); DDIM-50 (η = 1) sampling with CFG of the figures' 12 small calls (≈ 45 s, counted at the batch-1,000
+  step time, an upper bound), of 2,000 scarce-data images and of 2 × 1,609 LT images (≈ 39 s); nine ResNet-18
+  runs at batch 512 (five of 100 steps, four of 120 steps) and their test evaluations (≈ 64 s). ≈ 238 s
+  projected with start-up, in one papermill run of about 4 minutes.
 * ``paper``: the official recipe (papers.md §7): inversion with AdamW lr 3e-2 (constant, no warm-up),
   8,000 steps per group of 100 images at batch 50, i.e. 4,000 image-steps per image (here: 4,000 steps over
   the whole group of 100, the same count), 5 tokens × 768 (here one 768-d vector), DDIM 100 steps η = 1,
   guidance g = 2, interpolation strength 0.1, noise 0.1; ResNet-18 with SGD momentum 0.9, wd 5e-4, 1,000
   warm-up steps, cosine over 50 k steps at batch 128. On our pixel-space model the inversion of all 50,000
-  CIFAR-10 images alone is 2 × 10⁸ image-steps (≈ 14 h at an assumed 4 k img/s for the 52 M model);
-  projected ≈ 32 GPU-hours with both generators, sampling and classifiers; never run here.
+  CIFAR-10 images alone is 2 × 10⁸ image-steps (≈ 44 h at the measured eager 1,271 img/s training
+  throughput of the 52.5 M ``iddpm_cifar10`` UNet; sampling at its measured 4,942 img/s); projected
+  ≈ 92 GPU-hours with both generators, sampling and classifiers; never run here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -37,6 +44,12 @@ from lt_diffusion.models import UNetConfig, get_model_config
 from . import register
 
 CHAPTER = "diffusion_inversion"
+
+# Cost model of the lent H100 beside the measured step times of ``InversionPreset`` (DESIGN.md, 2026-11-22).
+STARTUP_S = 20.0   # imports, CUDA context, dataset load, warm-up (assumed)
+#: Small sampling calls of the figures (reconstructions, λ grid, α grid) and their images per call.
+N_SHOW = 8
+N_REC = 200
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,17 @@ class InversionPreset:
             steps of each scarce-data / long-tail run.
         test_images: balanced test images for every accuracy.
         sample_batch: sampling batch.
+        train_step_s, train_img_per_s: seconds per optimiser step are ``max(train_step_s, batch /
+            train_img_per_s)``: the launch-bound floor, then the throughput. ``book``: measured on the H100 (~60–70
+            ms per step of the book UNet at batch 128–512; 7,300 img/s = batch 512 in 70 ms); ``paper``: the
+            measured eager throughput of ``iddpm_cifar10`` at batch 128 (1,271–1,444 img/s; the lower end).
+        invert_img_per_s: the same for an inversion step (forward + backward through the frozen UNet, counted as
+            a training step).
+        sample_step_s, sample_img_per_s: seconds per denoiser step of one batch, ``max(sample_step_s, images /
+            sample_img_per_s)``; a CFG step runs the doubled batch (measured: ~75 ms at batch 1,000 for the book
+            UNet; 4,942 img/s for ``iddpm_cifar10``).
+        clf_step_s, clf_img_per_s: the same for a ResNet-18 step (assumed 40–60 ms at batch 256–512); each test
+            batch of 1,000 is counted as one step at the floor.
     """
 
     scale: str
@@ -96,10 +120,13 @@ class InversionPreset:
     test_images: int = 10_000
     sample_batch: int = 1000
     comparable: bool = True
-    train_img_per_s: float = 20_000.0
-    invert_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
-    clf_img_per_s: float = 25_000.0
+    train_step_s: float = 0.070
+    train_img_per_s: float = 7_300.0
+    invert_img_per_s: float = 7_300.0
+    sample_step_s: float = 0.075
+    sample_img_per_s: float = 13_300.0
+    clf_step_s: float = 0.050
+    clf_img_per_s: float = 8_500.0
     note: str = ""
 
     def __post_init__(self):
@@ -133,16 +160,34 @@ class InversionPreset:
         """LT images inverted: every image of a class that needs generated images."""
         return sum(n for n, g in zip(self.lt_counts, self.lt_to_generate) if g > 0)
 
+    def _cfg_sample_s(self, n: int, batch: int) -> float:
+        """DDIM with CFG: ``ceil(n / batch)`` batches × ``sample_steps`` steps, each a forward on twice the batch."""
+        b = min(batch, n)
+        full, rest = divmod(n, b)
+        per_step = lambda m: max(self.sample_step_s, 2 * m / self.sample_img_per_s)  # noqa: E731
+        return self.sample_steps * (full * per_step(b) + (per_step(rest) if rest else 0.0))
+
     def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds (an estimate from the assumed throughputs, not a measurement)."""
-        train = 2 * self.pretrain.images_seen / self.train_img_per_s
-        invert = (self.scarce_images + self.lt_to_invert) * self.invert_steps / self.invert_img_per_s
-        n_gen = max(self.gen_sizes) + 2 * sum(self.lt_to_generate)
-        sample = 2 * n_gen * self.sample_steps / self.sample_img_per_s   # CFG: two forwards per step
-        n_scarce_runs = 1 + 2 * len(self.gen_sizes)
-        clf = (n_scarce_runs * self.clf_steps_scarce + 4 * self.clf_steps_lt) * self.clf_batch / self.clf_img_per_s
-        total = train + invert + sample + clf
-        return {"train_s": train, "invert_s": invert, "sample_s": sample, "classifier_s": clf, "total_s": total}
+        """Projected H100 seconds of the whole notebook, from the step times above (a projection, not a
+        measurement of this preset)."""
+        tp = self.pretrain
+        train = 2 * tp.steps * max(self.train_step_s, tp.batch_size / self.train_img_per_s)
+        invert = sum(math.ceil(n / self.invert_group) * self.invert_steps
+                     * max(self.train_step_s, min(self.invert_group, n) / self.invert_img_per_s)
+                     for n in (self.scarce_images, self.lt_to_invert))
+        n_rec = min(N_REC, self.scarce_images)
+        figures = (4 * self._cfg_sample_s(N_SHOW, N_SHOW) + 2 * self._cfg_sample_s(n_rec, self.sample_batch)
+                   + len(self.lambda_grid) * self._cfg_sample_s(N_SHOW, N_SHOW)
+                   + 3 * self._cfg_sample_s(len(self.alpha_grid), len(self.alpha_grid)))
+        sample = (figures + self._cfg_sample_s(max(self.gen_sizes), self.sample_batch)
+                  + 2 * self._cfg_sample_s(sum(self.lt_to_generate), self.sample_batch))
+        n_runs = 1 + 2 * len(self.gen_sizes) + 4
+        clf_step = max(self.clf_step_s, self.clf_batch / self.clf_img_per_s)
+        clf = ((n_runs - 4) * self.clf_steps_scarce + 4 * self.clf_steps_lt) * clf_step \
+            + n_runs * math.ceil(self.test_images / 1000) * self.clf_step_s
+        total = STARTUP_S + train + invert + sample + clf
+        return {"startup_s": STARTUP_S, "train_s": train, "invert_s": invert, "sample_s": sample,
+                "classifier_s": clf, "total_s": total}
 
 
 _SMOKE = InversionPreset(
@@ -180,9 +225,20 @@ _BOOK = InversionPreset(
     scale="book",
     model=get_model_config("book", cond_dim=64, dropout=0.1),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    pretrain=TrainSpec(steps=5000, batch_size=128, lr=2e-4, warmup_steps=200, grad_clip=1.0, ema_rate=0.999),
-    note="book: two minutes-scale generators (far weaker than Stable Diffusion) and ~300 inversion steps per "
-         "image (official: ~4,000 image-steps); classifiers train for tens of epochs, not the official 50 k steps.",
+    pretrain=TrainSpec(steps=300, batch_size=512, lr=3e-4, warmup_steps=30, grad_clip=1.0, ema_rate=0.98),
+    invert_steps=100,
+    invert_group=512,
+    lambda_grid=(0.0, 0.3, 1.0),
+    gen_sizes=(500, 2000),
+    balance_to=500,
+    clf_batch=512,
+    clf_lr=0.2,
+    clf_warmup=10,
+    clf_steps_scarce=100,
+    clf_steps_lt=120,
+    sample_batch=1000,
+    note="book: two generators trained for seconds (far weaker than Stable Diffusion), 100 inversion steps per "
+         "image (official: ~4,000 image-steps), classifiers trained for 100-120 steps (official: 50 k steps).",
 )
 
 _PAPER = InversionPreset(
@@ -207,9 +263,9 @@ _PAPER = InversionPreset(
     clf_warmup=1000,
     clf_steps_scarce=50_000,
     clf_steps_lt=50_000,
-    train_img_per_s=3_000.0,
-    invert_img_per_s=4_000.0,
-    sample_img_per_s=9_000.0,
+    train_img_per_s=1_271.0,
+    invert_img_per_s=1_271.0,
+    sample_img_per_s=4_942.0,
     note="paper: the official recipe (papers.md §7) on our pixel-space generator; Stable Diffusion itself is not "
          "available. The official run inverts with batch 50 of 100 images per group. Never run here.",
 )

@@ -6,34 +6,47 @@ t), bins the scores into L ordinal levels, trains a noise-conditional classifier
 with its gradient as ``cond_fn``. A clean ResNet-18 trained on the balanced CIFAR-10 train set labels the
 generated images (class histograms).
 
-Costs (one H100, bf16; estimates from the assumed throughputs, see ``projected_gpu_seconds``):
+Costs: a projection from step times **measured** on the lent H100 (2026-11-22, torch 2.11, bf16 eager; DESIGN.md,
+``benchmarks/results/h100_*.json``), see ``projected_gpu_seconds``. Small 32×32 UNets are bound by kernel
+launches there, so the cost is counted in steps, not FLOPs: ~70 ms per optimiser step of the 6.95 M ``book``
+UNet at batch 128-512, ~75 ms per denoiser step of a sampling batch of ≤ 1,000 (1,000-step ancestral sampling:
+730 s per 10 k samples, hence respaced sampling), ~50-60 ms per step of the level classifier or the ResNet-18
+at batch 256-512 (assumed), Inception features at ~3,000 img/s (assumed), ~20 s of start-up (assumed).
 
 * ``smoke``: the 0.19 M-parameter smoke UNet, T = 100, a 118-image long-tailed subset (n_max 30, imbalance
   0.1), a few optimiser steps everywhere, 4-8 samples per set, a 3-conv net as the labelling classifier.
   Every number is "smoke: not comparable"; it checks that every cell runs (about a minute on 2 CPU cores).
-* ``book``: the 6.9 M-parameter ``book`` UNet, linear T = 1000, 8,000 steps at batch 128 on CIFAR-10-LT
-  (1.0 M images, ~51 s at 20 k img/s); minority scores of all 12,406 LT images × 5 draws (~2 s); a 64-wide
-  level classifier, 3,000 steps at batch 256 (~20 s); 100-step ancestral sampling of 2,000 unguided, 2,000
-  top-level and 1,000 bottom-level samples plus a 4-point w sweep of 500 each (guided steps cost ~2.5 forward
-  passes: ~25 s); a ResNet-18 labeller, 1,500 steps at batch 256 on the 50,000 balanced train images (~16 s);
-  Inception features of ~19 k images (~5 s). About 2.5 minutes in all.
+* ``book``: the 6.9 M-parameter ``book`` UNet, linear T = 1000, 1,200 steps of batch 512 on CIFAR-10-LT
+  (50 epochs of its 12,406 images, ≈ 84 s); minority scores of all LT images × 5 draws (UNet + LPIPS, ≈ 10 s);
+  a 64-wide level classifier, 400 steps of batch 256 (≈ 21 s); 50-step respaced ancestral sampling in batches
+  of 1,000 of 2,000 unguided, 2,000 top-level and 1,000 bottom-level samples plus a 4-point w sweep of 1,000
+  each (a guided step adds a classifier forward + backward: ≈ 54 s); the metrics of those sets (features,
+  minority scores, FID; ≈ 15 s); a ResNet-18 labeller, 400 steps of batch 512 on the 50,000 balanced train
+  images (≈ 24 s). ≈ 227 s projected with start-up, in one papermill run of about 4 minutes.
 * ``paper``: the official LSUN-Bedrooms recipe, moved to CIFAR-10 where the repository has no configuration
   (papers.md §6): T = 1000 linear, minority score at t = 605 (index 60 of 100 respaced steps) with 5 draws,
   L = 100 levels, classifier trained 60 k steps at batch 256 (lr 3e-4, wd 0.05, attention pooling, width 128,
   depth 2), 250 respaced ancestral steps, w = 3.5, 50 k samples; the backbone is the improved-diffusion
-  CIFAR-10 model trained 500 k steps. Projected ≈ 9 GPU-hours by the assumed throughputs; never run here.
+  CIFAR-10 model trained 500 k steps. Projected ≈ 21 GPU-hours from the measured eager throughput of
+  ``iddpm_cifar10`` (1,271–1,444 img/s training, 4,942 img/s sampling); never run here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from lt_diffusion.experiments.common import H100_INCEPTION_IMG_PER_S, DiffusionSpec, TrainSpec
+from lt_diffusion.experiments.common import DiffusionSpec, TrainSpec
 from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
 
 from . import register
 
 CHAPTER = "minority_guidance"
+
+# Cost model of the lent H100 beside the measured step times of ``MinorityPreset`` (DESIGN.md, 2026-11-22).
+INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
+FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
+STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class MinorityPreset:
         classifier, classifier_train: the level classifier p_ψ(l̃ | x_t, t) (AdamW, lr, weight decay).
         classifier_eval_timesteps: points of the accuracy-vs-t curve.
         sample_steps: respaced ancestral sampling steps.
+        sample_batch: images per sampling call (and per metric minority-score batch of generated sets).
         num_samples: samples of the unguided and the top-level guided sets (the metrics sets).
         low_samples: samples guided to level 0 (the "most common" control).
         guidance_scale: w of the main guided set (official LSUN: 3.5).
@@ -62,7 +76,15 @@ class MinorityPreset:
         test_images: balanced test images for the labeller's accuracy.
         show_images: images in the top/bottom figures.
         metric_real_images: real LT images (every k-th) behind FID / precision / recall / rarity (None: all).
-        train_img_per_s, sample_img_per_s, clf_img_per_s: throughputs behind the projection (H100 estimates).
+        train_step_s, train_img_per_s: seconds per optimiser step are ``max(train_step_s, batch /
+            train_img_per_s)``: the launch-bound floor, then the throughput. ``book``: measured on the H100 (~60–70
+            ms per step of the book UNet at batch 128–512; 7,300 img/s = batch 512 in 70 ms); ``paper``: the
+            measured eager throughput of ``iddpm_cifar10`` at batch 128 (1,271–1,444 img/s; the lower end).
+        sample_step_s, sample_img_per_s: seconds per denoiser step of one batch, ``max(sample_step_s, batch /
+            sample_img_per_s)`` (measured: ~75 ms at batch 1,000 for the book UNet; 4,942 img/s for
+            ``iddpm_cifar10``).
+        clf_step_s, clf_img_per_s: the same for a classifier step (assumed 40–60 ms at batch 256–512); the level
+            classifier (the UNet's encoder half) runs at ``2 * train_img_per_s``, the labeller at ``clf_img_per_s``.
         note: what this scale can and cannot show.
     """
 
@@ -81,6 +103,7 @@ class MinorityPreset:
     num_levels: int = 10
     classifier_eval_timesteps: int = 11
     sample_steps: int = 100
+    sample_batch: int = 500
     num_samples: int = 2000
     low_samples: int = 1000
     guidance_scale: float = 3.5
@@ -92,9 +115,12 @@ class MinorityPreset:
     show_images: int = 12
     metric_real_images: Optional[int] = None
     comparable: bool = True
-    train_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
-    clf_img_per_s: float = 25_000.0
+    train_step_s: float = 0.070
+    train_img_per_s: float = 7_300.0
+    sample_step_s: float = 0.075
+    sample_img_per_s: float = 13_300.0
+    clf_step_s: float = 0.050
+    clf_img_per_s: float = 8_500.0
     note: str = ""
 
     def __post_init__(self):
@@ -123,23 +149,41 @@ class MinorityPreset:
 
         return sum(lt_class_counts(self.lt_n_max or 5000, 10, self.imb_factor))
 
-    def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds (an estimate from the assumed throughputs, not a measurement).
+    def _step_s(self, batch: int, floor: float, img_per_s: float) -> float:
+        return max(floor, batch / img_per_s)
 
-        A guided step costs a UNet forward plus a classifier forward and backward: counted as 2.5 forwards.
-        """
-        train = self.train.images_seen / self.train_img_per_s
-        score = self.lt_size * self.num_draws / self.sample_img_per_s
-        clf = self.classifier_train.images_seen / (2 * self.train_img_per_s)
-        unguided = self.num_samples * self.sample_steps / self.sample_img_per_s
-        guided_n = self.num_samples + self.low_samples + len(self.sweep_scales) * self.sweep_samples
-        sample = unguided + 2.5 * guided_n * self.sample_steps / self.sample_img_per_s
-        labeller = self.labeller_train.images_seen / self.clf_img_per_s
-        n_incep = (self.metric_real_images or self.lt_size) + 2 * self.num_samples + self.low_samples + len(self.sweep_scales) * self.sweep_samples
-        fid = n_incep / H100_INCEPTION_IMG_PER_S
-        total = train + score + clf + sample + labeller + fid
-        return {"train_s": train, "score_s": score, "classifier_s": clf, "sample_s": sample,
-                "labeller_s": labeller, "fid_s": fid, "total_s": total}
+    def _sample_s(self, n: int, guided: bool) -> float:
+        """Respaced ancestral sampling of ``n`` images; a guided step adds a level-classifier forward + backward."""
+        b = min(self.sample_batch, n)
+        per_step = self._step_s(b, self.sample_step_s, self.sample_img_per_s)
+        if guided:
+            per_step += self._step_s(b, self.clf_step_s, 2 * self.train_img_per_s)
+        return math.ceil(n / b) * self.sample_steps * per_step
+
+    def _score_s(self, n: int, batch: int) -> float:
+        """Minority scores of ``n`` images: per batch and draw one UNet forward and one LPIPS forward."""
+        b = min(batch, n)
+        return math.ceil(n / b) * self.num_draws * 2 * self._step_s(b, self.sample_step_s, self.sample_img_per_s)
+
+    def projected_gpu_seconds(self) -> Dict[str, float]:
+        """Projected H100 seconds of the whole notebook, from the step times above (a projection, not a
+        measurement of this preset)."""
+        t, ct, lt_ = self.train, self.classifier_train, self.labeller_train
+        train = t.steps * self._step_s(t.batch_size, self.train_step_s, self.train_img_per_s)
+        score = self._score_s(self.lt_size, self.score_batch)
+        clf_step = self._step_s(ct.batch_size, self.clf_step_s, 2 * self.train_img_per_s)
+        clf = (ct.steps + self.classifier_eval_timesteps) * clf_step   # training + the accuracy-vs-t curve
+        sweep = [(self.sweep_samples, w > 0) for w in self.sweep_scales]
+        sets = [(self.num_samples, False), (self.num_samples, True), (self.low_samples, True)] + sweep
+        sample = sum(self._sample_s(n, guided) for n, guided in sets)
+        labeller = lt_.steps * self._step_s(lt_.batch_size, self.clf_step_s, self.clf_img_per_s)
+        n_gen = sum(n for n, _ in sets)
+        n_incep = (self.metric_real_images or self.lt_size) + n_gen
+        metrics = (n_incep / INCEPTION_IMG_PER_S + 3 * FID_DISTANCE_S
+                   + sum(self._score_s(n, self.score_batch) for n, _ in sets))
+        total = STARTUP_S + train + score + clf + sample + labeller + metrics
+        return {"startup_s": STARTUP_S, "train_s": train, "score_s": score, "classifier_s": clf,
+                "sample_s": sample, "labeller_s": labeller, "metrics_s": metrics, "total_s": total}
 
 
 _SMOKE = MinorityPreset(
@@ -179,16 +223,18 @@ _BOOK = MinorityPreset(
     scale="book",
     model=get_model_config("book", dropout=0.1),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=8000, batch_size=128, lr=2e-4, warmup_steps=200, grad_clip=1.0, ema_rate=0.999),
+    train=TrainSpec(steps=1200, batch_size=512, lr=3e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.995),
     classifier=ClassifierConfig(num_classes=10, model_channels=64, num_res_blocks=2, channel_mult=(1, 2, 2),
                                 attention_resolutions=(16, 8), num_head_channels=64, pool="attention"),
-    classifier_train=TrainSpec(steps=3000, batch_size=256, lr=3e-4, weight_decay=0.05),
-    labeller_train=TrainSpec(steps=1500, batch_size=256, lr=0.1, warmup_steps=100, weight_decay=5e-4),
+    classifier_train=TrainSpec(steps=400, batch_size=256, lr=3e-4, weight_decay=0.05),
+    labeller_train=TrainSpec(steps=400, batch_size=512, lr=0.2, warmup_steps=40, weight_decay=5e-4),
     num_levels=10,
+    sample_steps=50,
+    sample_batch=1000,
     num_samples=2000,
     low_samples=1000,
     sweep_scales=(0.0, 1.0, 3.5, 7.0),
-    sweep_samples=500,
+    sweep_samples=1000,
     note="book: a minutes-scale backbone (FID far above any paper's). The minority score is only as good as the "
          "backbone's posterior mean, so the levels are noisier than the paper's; L = 10 instead of 100.",
 )
@@ -210,8 +256,9 @@ _PAPER = MinorityPreset(
     guidance_scale=3.5,
     sweep_scales=(0.0, 1.0, 2.0, 3.5, 5.0),
     sweep_samples=10_000,
-    train_img_per_s=3_000.0,
-    sample_img_per_s=9_000.0,
+    sample_batch=1000,
+    train_img_per_s=1_271.0,
+    sample_img_per_s=4_942.0,
     note="paper: the official LSUN recipe (papers.md §6.2-6.3) on CIFAR-10-LT; the repository has no CIFAR "
          "configuration and the paper's CIFAR settings were not found (§9). Never run here.",
 )
