@@ -30,7 +30,11 @@ def _strip_injected(nb_path: Path) -> None:
 
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
-    # papermill adds its own metadata per cell; keep it (execution times are useful provenance)
+    # papermill's per-cell timing metadata would leak into the jupytext .py pair; the provenance cell
+    # records the wall time instead
+    for c in nb.cells:
+        c.metadata.pop("papermill", None)
+        c.metadata.pop("execution", None)
     nbformat.write(nb, nb_path)
 
 
@@ -41,7 +45,7 @@ def run_chapter(chapter: str, scale: str, out: Path | None, timeout: int) -> dic
     if not nb_path.exists():
         raise FileNotFoundError(f"{nb_path} does not exist; chapters are {sorted(p.stem for p in (ROOT / 'notebooks').glob('*.ipynb'))}")
     tmp = nb_path.with_suffix(".running.ipynb")
-    t0 = time.perf_counter()
+    t0, t_start = time.perf_counter(), time.time()
     status, error = "ok", ""
     try:
         pm.execute_notebook(
@@ -60,9 +64,10 @@ def run_chapter(chapter: str, scale: str, out: Path | None, timeout: int) -> dic
             final = tmp
         if out is not None:
             shutil.copy(final, out / f"{chapter}.ipynb")
-            res = ROOT / "results" / f"{chapter}.json"
-            if res.exists():
-                shutil.copy(res, out / f"{chapter}.json")
+            # the chapter writes results/<chapter key>.json (e.g. 01_ddpm -> ddpm.json): copy what this run wrote
+            for res in (ROOT / "results").glob("*.json"):
+                if res.stat().st_mtime >= t_start:
+                    shutil.copy(res, out / f"{chapter}.{res.name}")
     return {"chapter": chapter, "status": status, "wall_s": round(wall, 1), "error": error}
 
 
