@@ -12,12 +12,12 @@ second forward and backward pass (the γ-term trains the y' branch), so it is co
   T = 100, 8 steps of batch 8 per arm, 10-30 samples per FID against 40 train images. About a minute on 2 CPU
   cores; every number is labelled "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet (10 classes) on CIFAR-10-LT (12,406 images), T = 1000 linear,
-  350 steps of batch 1024 per arm (about 29 epochs): 2 baselines + 2 CBDM + 2 single-seed CBDM variants (y'
-  uniform, CBDM + P2) = 10 baseline-step equivalents at the measured ~70 ms per step of the launch-bound book
-  UNet on the H100 (DESIGN.md, 2026-11-22): ~245 s. Sampling with CFG costs two forward passes per step (~75 ms
-  per 1,000 passes): main comparison 4 × 2,000 samples × 50 respaced ancestral steps; ω sweep 2 more values ×
-  2 models × 1,000; ablations 2 × 1,000; DDIM-100 2 × 1,000: ~135 s. Inception on ~16 k generated + 50 k
-  reference images (the reference cached after the first chapter). About 6.5 minutes in all, in one device call.
+  300 steps of batch 512 per arm (about 12 epochs): 2 baselines + 2 CBDM + 2 single-seed CBDM variants (y'
+  uniform, CBDM + P2) = 10 baseline-arm equivalents at the ~4.6k img/s measured for a baseline arm on the H100
+  (a CBDM arm ran at ~2.6k img/s: second forward pass): ~335 s. Sampling with CFG costs two forward passes per
+  step (~75 ms per 1,000 passes): main comparison 4 × 2,000 samples × 50 respaced ancestral steps; ω sweep 2 more
+  values × 2 models × 1,000; ablations 2 × 1,000; DDIM-100 2 × 1,000: ~135 s. Inception on ~16 k generated + 50 k
+  reference images. About 8 minutes in all, in one device call. Short of convergence (see chapter 01's book FID).
 * ``paper``: the official CBDM-pytorch CIFAR configuration (papers.md §5.1): the DDPM UNet (128 channels,
   1,2,2,2, 2 blocks, attention at 16, dropout 0.1), linear β from 1e-4 to 0.02, T = 1000, fixed-large variance,
   Adam lr 2e-4 with 5,000 warm-up steps, gradient clip 1, EMA 0.9999, batch 48, 300 K steps, whole-batch label
@@ -180,9 +180,10 @@ _BOOK = CBDMPreset(
     scale="book",
     model=get_model_config("book", num_classes=10, dropout=0.1),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    # Sized with the step costs measured on the H100 (DESIGN.md, 2026-11-22): the book UNet is launch-bound
-    # at ~65-70 ms per step up to batch 1024, so large batches buy images almost for free.
-    train=TrainSpec(steps=350, batch_size=1024, lr=4e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.995),
+    # Sized with the throughput measured in this chapter's own H100 run (DESIGN.md, 2026-11-22): the Trainer
+    # moves ~4.6-5.2k img/s for a baseline arm and ~2.6k img/s for a CBDM arm (second forward pass) at batch
+    # 512-1024. A first run at 350 x 1024 spent its whole 540 s cell limit in training.
+    train=TrainSpec(steps=300, batch_size=512, lr=3e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.995),
     eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train", grid=100),
     seeds=(0, 1),
     omega=1.0,
@@ -191,11 +192,11 @@ _BOOK = CBDMPreset(
     tau_sweep=(),
     compare_uniform=True,
     ddim_steps=100,
-    train_img_per_s=14_600.0,   # 1024 images / ~70 ms (measured step cost of the book UNet)
+    train_img_per_s=4_600.0,    # measured, baseline arm (a CBDM arm counts twice in projected_gpu_seconds)
     sample_img_per_s=13_300.0,  # denoiser passes per second at batch 1000 (~75 ms per step, measured)
-    note="book: 0.36 M training images per arm (the official recipe: 14 M), far short of convergence; the chapter "
+    note="book: 0.15 M training images per arm (the official recipe: 14 M), far short of convergence; the chapter "
          "compares arms at one equal budget with two seeds for the main pair, plus y' uniform and CBDM + P2; the "
-         "τ sweep beyond {0, 1} runs at paper scale only. About 6.5 minutes on one H100 (one device call). Not a "
+         "τ sweep beyond {0, 1} runs at paper scale only. About 8 minutes on one H100 (one device call). Not a "
          "reproduction of the paper.",
 )
 
