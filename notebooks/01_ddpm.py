@@ -25,7 +25,7 @@
 # book changes one piece of this baseline, so this chapter builds it up from the forward process to a trained model
 # and its samples.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/01_ddpm.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/01_ddpm.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device, commit,
 # seeds, wall time). Rerun at full scale with `papermill notebooks/01_ddpm.ipynb out.ipynb -p SCALE book`.

@@ -26,7 +26,7 @@
 # shows each one, measures it on CIFAR-10 at a few minutes of compute, and sets the results beside the paper's
 # ablation.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/02_improved_ddpm.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/02_improved_ddpm.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device, commit,
 # seeds, wall time). Rerun at full scale with `papermill notebooks/02_improved_ddpm.ipynb out.ipynb -p SCALE book`.

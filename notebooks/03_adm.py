@@ -25,7 +25,7 @@
 # move matters most: a guidance signal can push samples towards a class — or, in chapter 07, towards rare
 # features — that the unguided model under-produces.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/03_adm.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/03_adm.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
 # commit, seeds, wall time). Rerun at full scale with `papermill notebooks/03_adm.ipynb out.ipynb -p SCALE book`.

@@ -25,7 +25,7 @@
 # also the sampler of CBDM (chapter 06) and Diffusion Inversion (chapter 08), where the condition is a rare class or
 # a learned embedding.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/04_cfg.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/04_cfg.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
 # commit, seeds, wall time). Rerun at full scale with `papermill notebooks/04_cfg.ipynb out.ipynb -p SCALE book`.

@@ -24,7 +24,7 @@
 # the paper reports better FID across datasets and architectures, with the largest gains for models without
 # attention and on small datasets. In our engine the whole paper is one `loss_weight` callable.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/05_p2.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/05_p2.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
 # commit, seeds, wall time). Rerun at full scale with `papermill notebooks/05_p2.ipynb out.ipynb -p SCALE book`.

@@ -24,7 +24,7 @@
 # pulled toward the prediction under a label drawn from a target distribution. The **class-balancing diffusion
 # model (CBDM)** needs no extra data and no change to the sampler; in our engine it is one `regularizer` callable.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/06_cbdm.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/06_cbdm.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
 # commit, seeds, wall time). Rerun at full scale with `papermill notebooks/06_cbdm.ipynb out.ipynb -p SCALE book`.

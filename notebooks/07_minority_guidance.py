@@ -25,7 +25,7 @@
 # guidance {cite}`dhariwal2021diffusion`, produces low-density samples on demand. The long tail here is not a
 # class label: it is whatever the model finds hard to reconstruct.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/07_minority_guidance.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/07_minority_guidance.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
 # commit, seeds, wall time). Rerun at full scale with

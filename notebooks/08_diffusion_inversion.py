@@ -31,7 +31,7 @@
 # per-class vector table, then frozen. Everything downstream (inversion, sampling, classifier training) follows
 # the official code; the *knowledge* in the generator is far smaller than Stable Diffusion's.
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/08_diffusion_inversion.ipynb)
+# [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/08_diffusion_inversion.ipynb)
 #
 # The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
 # commit, seeds, wall time). Rerun at full scale with

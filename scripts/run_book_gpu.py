@@ -35,6 +35,8 @@ def _strip_injected(nb_path: Path) -> None:
     for c in nb.cells:
         c.metadata.pop("papermill", None)
         c.metadata.pop("execution", None)
+        if c.metadata.get("tags") == []:  # papermill adds empty tag lists
+            c.metadata.pop("tags")
     nbformat.write(nb, nb_path)
 
 
