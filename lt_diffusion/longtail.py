@@ -31,7 +31,6 @@ __all__ = [
     "balanced_labels",
     "per_class_rows",
     "frequency_rank_correlation",
-    "fid_to_reference",
     "lt_fid_breakdown",
     "compare_arms",
 ]
@@ -124,36 +123,6 @@ def frequency_rank_correlation(per_class: Mapping[int, float], counts: Sequence[
     return float(rho)
 
 
-def fid_to_reference(gen_feats, mu, sigma) -> float:
-    """FID between generated features ``(N, D)`` and reference statistics ``mu (D,)``, ``sigma (D, D)``.
-
-    Exact, and fast when ``N - 1 < D`` (per-class sets, sweeps, smoke runs): with the generated covariance written
-    as ``S_1 = A^T A``, ``A = (X - mu_1) / sqrt(N - 1)`` of shape ``(N, D)``, the eigenvalues of ``S_1 S_2`` are
-    those of the small PSD matrix ``A S_2 A^T`` (N x N), so ``Tr (S_1 S_2)^{1/2} = sum_i sqrt(lambda_i)``: no
-    D x D matrix square root. For ``N - 1 >= D`` it delegates to :func:`lt_diffusion.metrics.fid.fid_from_stats`
-    (pytorch-fid's ``sqrtm``). Agrees with :func:`lt_diffusion.metrics.fid.fid_from_features` to ~1e-8 relative
-    (tests/test_longtail.py).
-
-    TODO(metrics owner): this belongs in ``lt_diffusion.metrics.fid``; scipy's ``sqrtm`` of a 2048 x 2048 matrix
-    takes 15-35 s on one CPU thread, which made per-class FID at smoke scale cost minutes.
-    """
-    from lt_diffusion.metrics.fid import feature_stats, fid_from_stats
-
-    f = np.asarray(gen_feats.detach().cpu() if torch.is_tensor(gen_feats) else gen_feats, dtype=np.float64)
-    mu = np.asarray(mu, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"gen_feats must be (N, D) with N >= 2, got {f.shape}")
-    n, d = f.shape
-    if n - 1 >= d:
-        g = feature_stats(f)
-        return float(fid_from_stats(g.mu, g.sigma, mu, sigma))
-    mu1 = f.mean(axis=0)
-    a = (f - mu1) / np.sqrt(n - 1)
-    lam = np.linalg.eigvalsh(a @ sigma @ a.T).clip(min=0.0)
-    return float(((mu1 - mu) ** 2).sum() + np.einsum("ij,ij->", a, a) + np.trace(sigma) - 2.0 * np.sqrt(lam).sum())
-
-
 def lt_fid_breakdown(gen_feats, gen_labels, real_feats, real_labels, counts: Sequence[int],
                      n_head: int = 3, n_tail: int = 3) -> Dict[str, object]:
     """Per-class FID, head/mid/tail FID and the count-FID rank correlation of one set of generated images.
@@ -167,10 +136,10 @@ def lt_fid_breakdown(gen_feats, gen_labels, real_feats, real_labels, counts: Seq
     Returns ``{"per_class": {c: fid}, "groups": {name: {"mean_class_fid", "union_fid", "num_classes"}},
     "group_members": {name: [c, ...]}, "rank_corr": float}``: the same quantities as
     :func:`lt_diffusion.metrics.fid.per_class_fid` / :func:`lt_diffusion.metrics.fid.group_fid`, with each FID
-    computed by :func:`fid_to_reference` (exact; fast for the small per-class sets).
+    computed by :func:`lt_diffusion.metrics.fid.fid_features_to_stats` (exact; fast for small per-class sets).
     Per-class FID from few images per class is biased upwards; compare arms only at the same N.
     """
-    from lt_diffusion.metrics.fid import as_features, feature_stats, group_fid
+    from lt_diffusion.metrics.fid import as_features, feature_stats, fid_features_to_stats, group_fid
 
     gen = as_features(gen_feats)
     real = as_features(real_feats)
@@ -182,7 +151,7 @@ def lt_fid_breakdown(gen_feats, gen_labels, real_feats, real_labels, counts: Seq
         if gen_mask.sum() < 2 or real_mask.sum() < 2:
             raise ValueError("per-class / group FID needs >= 2 generated and >= 2 real images per set")
         ref = feature_stats(real[real_mask])
-        return fid_to_reference(gen[gen_mask], ref.mu, ref.sigma)
+        return fid_features_to_stats(gen[gen_mask], ref.mu, ref.sigma)
 
     pcf = {c: fid_subset(yg == c, yr == c) for c in range(len(counts))}
     grp = group_fid(pcf, groups)     # mean of per-class FIDs per group

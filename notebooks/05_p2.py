@@ -55,7 +55,7 @@ from lt_diffusion import longtail, plotting, provenance
 from lt_diffusion.data import GPUBatchLoader, balanced_subset
 from lt_diffusion.diffusion import GaussianDiffusion
 from lt_diffusion.experiments import common
-from lt_diffusion.metrics import fid_from_stats, feature_stats, compute_features
+from lt_diffusion.metrics import compute_features, feature_stats, fid_features_to_stats, fid_from_stats
 from lt_diffusion.presets import get_preset
 from lt_diffusion.sampling import generate
 from lt_diffusion.schedules import get_named_beta_schedule
@@ -300,7 +300,7 @@ def fid_of(model, n, steps, method, seed):
     sampler = common.make_sampler(P.diffusion, model, sample_steps=steps, method=method, device=device)
     images = generate(sampler, n, min(P.eval.batch_size, n), seed=seed, progress=False, device=device)
     feats = compute_features(images, progress=False)
-    return longtail.fid_to_reference(feats, ref_stats.mu, ref_stats.sigma), images
+    return fid_features_to_stats(feats, ref_stats.mu, ref_stats.sigma), images
 
 
 MAIN_ARMS = [a[0] for a in P.arms if a[3] and (a[1] == 0 or a[1] == P.p2_gamma)]   # with attention, γ ∈ {0, P2}

@@ -56,7 +56,7 @@ from lt_diffusion.train import Trainer
 from lt_diffusion.data import CIFAR10_CLASSES, load_cifar10, load_cifar10_lt, long_tailed_subset, lt_class_counts
 from lt_diffusion.experiments import common
 from lt_diffusion.guidance import cfg_model_fn
-from lt_diffusion.metrics import compute_features, feature_stats, fid_from_stats, kid, prdc
+from lt_diffusion.metrics import compute_features, feature_stats, fid_features_to_stats, fid_from_stats, kid, prdc
 from lt_diffusion.presets import get_preset
 from lt_diffusion.sampling import generate
 from lt_diffusion.weighting import P2Weight
@@ -251,7 +251,7 @@ def sample_arm(model, n, omega, seed, method="ancestral", steps=None):
 def score(images, labels, full=True):
     """FID vs the full train statistics; with ``full`` also KID, precision/recall and the per-class breakdown."""
     feats = compute_features(images, progress=False)
-    out = {"FID": longtail.fid_to_reference(feats, ref_stats.mu, ref_stats.sigma), "n": len(images)}
+    out = {"FID": fid_features_to_stats(feats, ref_stats.mu, ref_stats.sigma), "n": len(images)}
     if full:
         kid_mean, kid_std = kid(feats, real_pr, subset_size=min(P.kid_subset, len(feats), len(real_pr)),
                                 device=device)

@@ -475,3 +475,18 @@ def test_frechet_backends_agree():
     assert abs(fast - ref) / ref < 1e-6
     with pytest.raises(ValueError, match="backend"):
         fid_from_stats(mu1, s1, mu2, s2, backend="nope")
+
+
+@pytest.mark.parametrize("n_gen,n_real,d", [(10, 40, 64), (30, 300, 64), (20, 30, 256), (100, 50, 32)])
+def test_fid_features_to_stats_equals_pytorch_fid(n_gen, n_real, d):
+    """The low-rank route (N - 1 < D) and the delegation (N - 1 >= D) give pytorch-fid's distance."""
+    from lt_diffusion.metrics import feature_stats, fid_features_to_stats, fid_from_stats
+
+    rng = np.random.default_rng(n_gen + d)
+    a = rng.normal(size=(n_gen, d)) + 0.3
+    b = rng.normal(size=(n_real, d)) * 1.2
+    ref, gen = feature_stats(b), feature_stats(a)
+    expected = fid_from_stats(gen.mu, gen.sigma, ref.mu, ref.sigma, backend="pytorch-fid")
+    assert fid_features_to_stats(a, ref.mu, ref.sigma) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="do not match"):
+        fid_features_to_stats(a, ref.mu[:-1], ref.sigma)

