@@ -187,15 +187,20 @@ def curves(
             ax.fill_between(xi, lo, hi, color=color, alpha=0.2, linewidth=0)
     if logx:
         ax.set_xscale("log")
+    _finish_axes(ax, xlabel, ylabel, title, logy, legend=len(ys) > 1)
+    return fig
+
+
+def _finish_axes(ax, xlabel: str, ylabel: str, title: str | None, logy: bool, legend: bool) -> None:
+    """Labels, optional log y-axis, title and legend: the same finish for every chart of the book."""
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if len(ys) > 1:
+    if legend:
         ax.legend()
-    return fig
 
 
 def bar(
@@ -230,14 +235,7 @@ def bar(
             ax.bar_label(bars, fmt="%.3g", fontsize=matplotlib.rcParams["xtick.labelsize"] - 1)
     ax.set_xticks(pos, [str(c) for c in categories], rotation=rotate, ha="right" if rotate else "center")
     ax.grid(axis="x", visible=False)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    if len(series) > 1:
-        ax.legend()
+    _finish_axes(ax, xlabel, ylabel, title, logy, legend=len(series) > 1)
     return fig
 
 
