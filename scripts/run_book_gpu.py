@@ -73,12 +73,29 @@ def run_chapter(chapter: str, scale: str, out: Path | None, timeout: int) -> dic
     return {"chapter": chapter, "status": status, "wall_s": round(wall, 1), "error": error}
 
 
+def projected_seconds(chapter: str, scale: str) -> float | None:
+    """The chapter preset's projected GPU seconds (``None`` when it has no projection)."""
+    from lt_diffusion.presets import get_preset
+
+    key = chapter.split("_", 1)[1] if chapter[:2].isdigit() else chapter
+    try:
+        preset = get_preset(key, scale)
+    except ValueError:
+        return None
+    projected = getattr(preset, "projected_gpu_seconds", None)
+    return float(projected()["total_s"]) if projected else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapters", nargs="+", help="notebook stems, e.g. 01_ddpm")
     ap.add_argument("--scale", default="book", choices=["smoke", "book", "paper"])
     ap.add_argument("--out", type=Path, default=None, help="folder to copy executed notebooks and results to")
     ap.add_argument("--timeout", type=int, default=540, help="per-cell timeout in seconds")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="seconds for the whole run (e.g. a 600 s remote call less a margin): a chapter whose "
+                         "projected time does not fit in what is left is skipped, and cells time out at the "
+                         "deadline, so the chapters that finished still reach --out")
     args = ap.parse_args(argv)
     if args.scale != "smoke":
         try:
@@ -92,9 +109,20 @@ def main(argv=None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     rows = []
+    t_begin = time.perf_counter()
     for ch in args.chapters:
+        timeout = args.timeout
+        if args.deadline is not None:
+            left = args.deadline - (time.perf_counter() - t_begin)
+            need = projected_seconds(ch, args.scale)
+            if need is not None and need > left:
+                print(f"=== {ch}: SKIPPED, projected {need:.0f} s > {left:.0f} s left ===", flush=True)
+                rows.append({"chapter": ch, "status": "SKIPPED", "wall_s": 0.0,
+                             "error": f"projected {need:.0f} s, {left:.0f} s left before the deadline"})
+                continue
+            timeout = max(1, min(timeout, int(left)))
         print(f"=== {ch} ({args.scale}) ===", flush=True)
-        row = run_chapter(ch, args.scale, args.out, args.timeout)
+        row = run_chapter(ch, args.scale, args.out, timeout)
         rows.append(row)
         if row["error"]:
             print(row["error"], file=sys.stderr, flush=True)
