@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 __all__ = ["ClassTableGenerator", "pretrain_generator", "InversionResult", "initial_embeddings",
-           "learn_embeddings", "mean_embedding", "perturb", "interpolate", "variation_conditions",
+           "learn_embeddings", "denoising_loss", "mean_embedding", "perturb", "interpolate", "variation_conditions",
            "make_cond_sampler"]
 
 
@@ -195,6 +195,57 @@ def learn_embeddings(model: Callable, diffusion, images: torch.Tensor, init: tor
     wall = time.perf_counter() - t0
     model.train(was_training)
     return InversionResult(out, torch.stack(losses), wall, images.shape[0] * steps / max(wall, 1e-9))
+
+
+@torch.no_grad()
+def denoising_loss(model: Callable, diffusion, images: torch.Tensor, cond: torch.Tensor,
+                   t_values: Union[List[int], torch.Tensor], *, seed: int = 0, batch_size: int = 1000,
+                   bf16: bool = True, device=None) -> torch.Tensor:
+    """The objective of stage 1 (the ε-MSE inside the argmin of the module docstring) at fixed timesteps.
+
+    Image n at timestep ``t_values[k]`` is noised with an ε that depends only on ``(seed, k, n)``, so two calls
+    with different ``cond`` see the same (x_t, t, ε) and their difference is due to the conditioning alone
+    (common random numbers), unlike the one-random-t-per-step curve of :func:`learn_embeddings`.
+
+    Args:
+        model: ``model(x_t, t, cond=c)``, e.g. a frozen :class:`ClassTableGenerator`.
+        images: uint8 (N, C, H, W). cond: (N, D) one vector per image, or (D,) the same for all.
+        t_values: K timesteps in ``[0, T)``. seed: ε draws (independent of ``batch_size``).
+
+    Returns:
+        (N, K) float32 (CPU): the per-image ε-MSE at each timestep.
+    """
+    from .data import to_model_range
+
+    t_values = torch.as_tensor(t_values, dtype=torch.long).flatten()
+    T = diffusion.num_timesteps
+    if t_values.numel() == 0 or int(t_values.min()) < 0 or int(t_values.max()) >= T:
+        raise ValueError(f"t_values must be non-empty timesteps in [0, {T}), got {t_values.tolist()}")
+    n = images.shape[0]
+    if cond.ndim == 1:
+        cond = cond[None].expand(n, -1)
+    if cond.shape[0] != n:
+        raise ValueError(f"cond has {cond.shape[0]} rows for {n} images; pass (N, D) or one (D,) vector")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    use_bf16 = bf16 and device.type == "cuda"
+    was = model.training
+    model.eval()
+    out = torch.empty(n, t_values.numel())
+    for k, t in enumerate(t_values.tolist()):
+        # one CPU draw per timestep for all N images: the noise does not depend on the batching below
+        eps_all = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed * 100_003 + k))
+        for s in range(0, n, batch_size):
+            x0 = to_model_range(images[s:s + batch_size].to(device))
+            eps = eps_all[s:s + batch_size].to(device)
+            tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                terms = diffusion.training_losses(model, x0, tt, model_kwargs={"cond": cond[s:s + batch_size]
+                                                                               .to(device).float()}, noise=eps)
+            if "mse" not in terms:
+                raise ValueError("denoising_loss needs a diffusion with an ε-MSE term (not loss_type 'vlb')")
+            out[s:s + batch_size, k] = terms["mse"].float().cpu()
+    model.train(was)
+    return out
 
 
 def mean_embedding(embeddings: torch.Tensor) -> torch.Tensor:

@@ -67,3 +67,49 @@ def test_conditions_and_sampling(gen):
     assert out2.shape == (2, 3, 32, 32)
     with pytest.raises(ValueError):
         inversion.make_cond_sampler(diff, gen, key="cond")
+
+
+def test_denoising_loss_closed_form_and_batching(gen):
+    diff = create_diffusion(steps=50)
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8, generator=g)
+    cond = torch.randn(5, 8, generator=g)
+    ts = [0, 17, 49]
+    out = inversion.denoising_loss(gen, diff, imgs, cond, ts, seed=3, device="cpu")
+    assert out.shape == (5, 3) and out.dtype == torch.float32
+    # the ε of timestep k is one CPU draw for all images: rebuild image 2 at t = 17 by hand (Eq. 4 and 14, DDPM)
+    eps = torch.randn(imgs.shape, generator=torch.Generator().manual_seed(3 * 100_003 + 1))[2:3]
+    x0 = imgs[2:3].float() / 127.5 - 1
+    ab = float(diff.alphas_cumprod[17])
+    x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * eps
+    t_model = torch.tensor([17.0 * 1000 / 50 if diff.rescale_timesteps else 17.0])
+    with torch.no_grad():
+        manual = ((gen(x_t, t_model, cond=cond[2:3]) - eps) ** 2).mean()
+    torch.testing.assert_close(out[2, 1], manual, rtol=1e-5, atol=1e-6)
+    # independent of the batching, and a (D,) condition is broadcast to every image
+    torch.testing.assert_close(inversion.denoising_loss(gen, diff, imgs, cond, ts, seed=3, batch_size=2,
+                                                        device="cpu"), out)
+    shared = inversion.denoising_loss(gen, diff, imgs, cond[0], ts, seed=3, device="cpu")
+    torch.testing.assert_close(shared, inversion.denoising_loss(gen, diff, imgs, cond[0][None].expand(5, -1), ts,
+                                                                seed=3, device="cpu"))
+    with pytest.raises(ValueError, match="t_values"):
+        inversion.denoising_loss(gen, diff, imgs, cond, [50], device="cpu")
+    with pytest.raises(ValueError, match="rows"):
+        inversion.denoising_loss(gen, diff, imgs, cond[:3], ts, device="cpu")
+
+
+def test_inversion_lowers_the_fixed_noise_loss():
+    torch.manual_seed(0)
+    g = inversion.ClassTableGenerator(get_model_config("smoke", cond_dim=8, model_channels=8), num_classes=3).eval()
+    with torch.no_grad():   # the zero-initialised output layers would hide the conditioning from the loss
+        for p in g.parameters():
+            if not p.any():
+                p.normal_(0, 0.05)
+    diff = create_diffusion(steps=50)
+    imgs = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    init = inversion.initial_embeddings(g, None, 4, "mean")
+    res = inversion.learn_embeddings(g, diff, imgs, init, steps=40, group_size=4, lr=0.1, device="cpu", seed=0)
+    ts = list(range(0, 50, 5))
+    before = inversion.denoising_loss(g, diff, imgs, init, ts, seed=7, device="cpu").mean()
+    after = inversion.denoising_loss(g, diff, imgs, res.embeddings, ts, seed=7, device="cpu").mean()
+    assert after < before   # the vectors fit their own images on (t, ε) never used during the optimisation
