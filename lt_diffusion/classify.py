@@ -17,12 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ARCHS", "build_classifier", "resnet18_cifar", "random_crop_flip", "warmup_cosine_lr", "ClassifierRun", "train_classifier",
-           "predict", "evaluate_classifier"]
+           "predict", "evaluate_classifier", "equivalent_real_size"]
 
 
 def resnet18_cifar(num_classes: int = 10) -> nn.Module:
@@ -226,3 +227,29 @@ def evaluate_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Te
     present = [v for v in per_class if v == v]
     return {"accuracy": float(correct.mean()), "balanced_accuracy": sum(present) / max(1, len(present)),
             "per_class": per_class}
+
+
+def equivalent_real_size(sizes: Sequence[int], accuracies: Sequence[float], target: float) -> Tuple[float, str]:
+    """How many real images a real-only classifier needs to reach ``target`` accuracy: the reading of a
+    data-size curve behind "k× sample complexity" claims (a set whose accuracy matches n real images is worth n).
+
+    The curve (``sizes`` increasing, ``accuracies`` measured there) is interpolated linearly in log size, and the
+    first crossing of ``target`` is returned. Outside the measured range nothing is extrapolated: ``(sizes[0],
+    "below")`` if ``target`` is under the first point, ``(sizes[-1], "above")`` if the curve never reaches it.
+
+    Returns ``(size, where)`` with ``where`` in ``{"below", "inside", "above"}``.
+    """
+    n = np.asarray(sizes, dtype=float)
+    a = np.asarray(accuracies, dtype=float)
+    if n.ndim != 1 or n.shape != a.shape or n.size == 0 or np.any(np.diff(n) <= 0) or n[0] <= 0:
+        raise ValueError(f"sizes must be increasing positive numbers with one accuracy each, got {list(sizes)} "
+                         f"and {list(accuracies)}")
+    if target < a[0]:
+        return float(n[0]), "below"
+    if target == a[0]:
+        return float(n[0]), "inside"
+    for k in range(1, n.size):
+        if a[k] >= target:
+            frac = (target - a[k - 1]) / (a[k] - a[k - 1])
+            return float(np.exp(np.log(n[k - 1]) + frac * (np.log(n[k]) - np.log(n[k - 1])))), "inside"
+    return float(n[-1]), "above"

@@ -58,3 +58,18 @@ def test_train_and_evaluate_tiny():
     assert classify.predict(net, x).shape == (40,)
     with pytest.raises(ValueError):
         classify.train_classifier(net, [(x.float(), y, 8)], steps=1)
+
+
+def test_equivalent_real_size_log_interpolation():
+    sizes, acc = [1000, 2000, 4000], [0.40, 0.50, 0.60]
+    n, where = classify.equivalent_real_size(sizes, acc, 0.55)
+    assert where == "inside" and n == pytest.approx(2000 * 2 ** 0.5)   # halfway in log size
+    assert classify.equivalent_real_size(sizes, acc, 0.50) == (pytest.approx(2000.0), "inside")
+    assert classify.equivalent_real_size(sizes, acc, 0.40) == (1000.0, "inside")
+    assert classify.equivalent_real_size(sizes, acc, 0.30) == (1000.0, "below")
+    assert classify.equivalent_real_size(sizes, acc, 0.70) == (4000.0, "above")
+    # a non-monotone curve: the first crossing counts
+    n, where = classify.equivalent_real_size([10, 100, 1000], [0.2, 0.6, 0.5], 0.4)
+    assert where == "inside" and n == pytest.approx(10 ** 1.5)
+    with pytest.raises(ValueError, match="increasing"):
+        classify.equivalent_real_size([2000, 1000], [0.5, 0.4], 0.45)

@@ -6,6 +6,8 @@ import pytest
 from lt_diffusion.presets import SCALES, get_preset
 
 CHAPTERS = ["minority_guidance", "diffusion_inversion"]
+# projected H100 seconds of `book`: one papermill run each; inversion uses most of one 10-minute device call
+BOOK_BUDGET_S = {"minority_guidance": 240, "diffusion_inversion": 480}
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -31,7 +33,7 @@ def test_smoke_tiny_book_fits(chapter):
     s, b = get_preset(chapter, "smoke"), get_preset(chapter, "book")
     assert not s.comparable and b.comparable
     assert s.model.model_channels <= 16 and s.diffusion.steps <= 100
-    assert b.projected_gpu_seconds()["total_s"] < 240   # one <= 4-minute papermill run on an H100
+    assert b.projected_gpu_seconds()["total_s"] < BOOK_BUDGET_S[chapter]
 
 
 def test_minority_paper_values():
@@ -53,4 +55,11 @@ def test_inversion_paper_values_and_lt_plan():
     b = get_preset("diffusion_inversion", "book")
     assert b.lt_counts == (5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50)
     assert all(n + g == max(n, b.balance_to) for n, g in zip(b.lt_counts, b.lt_to_generate))
-    assert b.balance_to == 500 and b.lt_to_invert == 387 + 232 + 139 + 83 + 50   # classes below 500 images
+    assert b.balance_to == 1000 and b.lt_to_invert == 645 + 387 + 232 + 139 + 83 + 50   # classes below 1,000
+    assert b.real_sizes[0] == b.scarce_images and b.lambda_grid[0] == 0.0
+    assert get_preset("diffusion_inversion", "paper").lt_to_generate[0] == 0          # paper: fully balanced
+    assert sum(get_preset("diffusion_inversion", "paper").lt_to_generate) == 10 * 5000 - sum(b.lt_counts)
+    with pytest.raises(ValueError, match="real_sizes"):
+        dataclasses.replace(b, real_sizes=(500, 1000))
+    with pytest.raises(ValueError, match="lambda_grid"):
+        dataclasses.replace(b, lambda_grid=(0.1, 1.0))
