@@ -22,7 +22,8 @@ at batch 256-512 (assumed), Inception features at ~3,000 img/s (assumed), ~20 s 
   of 1,000 of 2,000 unguided, 2,000 top-level and 1,000 bottom-level samples plus a 4-point w sweep of 1,000
   each (a guided step adds a classifier forward + backward: ≈ 54 s); the metrics of those sets (features,
   minority scores, FID; ≈ 15 s); a ResNet-18 labeller, 400 steps of batch 512 on the 50,000 balanced train
-  images (≈ 24 s). ≈ 227 s projected with start-up, in one papermill run of about 4 minutes.
+  images (≈ 24 s); the exact 2-D toy on the CPU (≈ 8 s). ≈ 236 s projected with start-up, in one papermill
+  run of about 4 minutes.
 * ``paper``: the official LSUN-Bedrooms recipe, moved to CIFAR-10 where the repository has no configuration
   (papers.md §6): T = 1000 linear, minority score at t = 605 (index 60 of 100 respaced steps) with 5 draws,
   L = 100 levels, classifier trained 60 k steps at batch 256 (lr 3e-4, wd 0.05, attention pooling, width 128,
@@ -47,6 +48,7 @@ CHAPTER = "minority_guidance"
 INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
 FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
 STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
+TOY_S = 8.0                     # the exact 2-D toy (CPU, float64, scale-independent): 6.5 s measured on 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,8 @@ class MinorityPreset:
         n_incep = (self.metric_real_images or self.lt_size) + n_gen
         metrics = (n_incep / INCEPTION_IMG_PER_S + 3 * FID_DISTANCE_S
                    + sum(self._score_s(n, self.score_batch) for n, _ in sets))
-        total = STARTUP_S + train + score + clf + sample + labeller + metrics
-        return {"startup_s": STARTUP_S, "train_s": train, "score_s": score, "classifier_s": clf,
+        total = STARTUP_S + TOY_S + train + score + clf + sample + labeller + metrics
+        return {"startup_s": STARTUP_S, "toy_s": TOY_S, "train_s": train, "score_s": score, "classifier_s": clf,
                 "sample_s": sample, "labeller_s": labeller, "metrics_s": metrics, "total_s": total}
 
 
