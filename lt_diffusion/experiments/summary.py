@@ -1,0 +1,182 @@
+"""What each chapter reports to the book's "Results at a glance" page, and how that page is rendered.
+
+A chapter's results JSON (``results/<chapter>.json``, written by :func:`lt_diffusion.experiments.common.save_results`)
+may carry two extra entries built here:
+
+* ``"headline"`` (:func:`headline`): the chapter's one number at its scale, the paper's number for the paper's own
+  setting (only numbers actually read, see ``../shared/papers.md``), and the paper's *effect* (method vs baseline)
+  measured in our run, per seed, so the page can say whether it reproduced in direction and whether the gap
+  exceeds the seed spread;
+* ``"longtail"`` (:func:`longtail_row`): rows of the one CIFAR-10-LT table across methods.
+
+:func:`render_results_page` turns a folder of such files into markdown; ``scripts/make_results_page.py`` writes it to
+``book/_generated/results_tables.md``. Nothing on that page is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+__all__ = ["headline", "longtail_row", "effect_verdict", "load_results", "render_results_page", "CHAPTERS"]
+
+# notebook stem -> results key, in book order (the key is what the chapter passes to save_results)
+CHAPTERS = {
+    "01_ddpm": "ddpm",
+    "02_improved_ddpm": "improved_ddpm",
+    "03_adm": "adm",
+    "04_cfg": "cfg",
+    "05_p2": "p2",
+    "06_cbdm": "cbdm",
+    "07_minority_guidance": "minority_guidance",
+    "08_diffusion_inversion": "diffusion_inversion",
+}
+
+
+def _floats(values: Optional[Iterable[float]], what: str) -> Optional[List[float]]:
+    if values is None:
+        return None
+    out = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    if not out:
+        raise ValueError(f"{what}: give at least one value (one per seed)")
+    if any(not math.isfinite(v) for v in out):
+        raise ValueError(f"{what}: non-finite value in {out}")
+    return out
+
+
+def effect_verdict(method: Sequence[float], baseline: Sequence[float], lower_is_better: bool) -> Dict[str, Any]:
+    """Did the method beat the baseline, and by more than the seed spread?
+
+    Args:
+        method, baseline: the metric per seed for each arm (one value each is allowed: then no spread is known).
+        lower_is_better: ``True`` for FID-like metrics.
+
+    Returns ``{"gain", "spread", "verdict"}``: ``gain`` = how much better the method's mean is (positive = better),
+    ``spread`` = the larger of the two arms' ranges (max − min over seeds; ``None`` with one seed per arm), and
+    ``verdict`` one of ``"yes"`` (better by more than the spread), ``"yes, within seed spread"``, ``"yes, one seed"``,
+    ``"no"`` (equal or worse).
+    """
+    m = _floats(method, "method")
+    b = _floats(baseline, "baseline")
+    diff = sum(m) / len(m) - sum(b) / len(b)
+    gain = -diff if lower_is_better else diff
+    ranges = [max(v) - min(v) for v in (m, b) if len(v) > 1]
+    spread = max(ranges) if ranges else None
+    if gain <= 0:
+        verdict = "no"
+    elif spread is None:
+        verdict = "yes, one seed"
+    elif gain > spread:
+        verdict = "yes"
+    else:
+        verdict = "yes, within seed spread"
+    return {"gain": gain, "spread": spread, "verdict": verdict}
+
+
+def headline(metric: str, value: float, *, claim: str, lower_is_better: bool = True,
+             method: Optional[Sequence[float]] = None, baseline: Optional[Sequence[float]] = None,
+             method_name: str = "", baseline_name: str = "", paper_value: Optional[float] = None,
+             paper_setting: str = "", comparable: bool = True) -> Dict[str, Any]:
+    """The chapter's headline entry for its results JSON.
+
+    Args:
+        metric: what ``value`` is, e.g. ``"FID (5k samples, 100 steps)"``.
+        value: our number for the chapter's main configuration.
+        claim: the paper's effect in a few words, e.g. ``"CBDM lowers tail-class FID"``.
+        method, baseline: that effect's metric per seed in our run (method arm and baseline arm); omit both when
+            the chapter has no comparison (then no verdict is given).
+        paper_value, paper_setting: the paper's number and where it holds (its model, data, steps); ``None`` when
+            the paper reports none for a comparable setting.
+        comparable: ``False`` at ``smoke`` scale (numbers there measure nothing).
+    """
+    if (method is None) != (baseline is None):
+        raise ValueError("give both method and baseline values (one per seed), or neither")
+    out: Dict[str, Any] = {"metric": metric, "value": float(value), "claim": claim,
+                           "lower_is_better": bool(lower_is_better), "comparable": bool(comparable),
+                           "paper_value": None if paper_value is None else float(paper_value),
+                           "paper_setting": paper_setting}
+    if method is not None:
+        out.update({"method_name": method_name, "baseline_name": baseline_name,
+                    "method": _floats(method, "method"), "baseline": _floats(baseline, "baseline")})
+        out.update(effect_verdict(out["method"], out["baseline"], lower_is_better))
+    return out
+
+
+def longtail_row(method: str, *, fid: Optional[float] = None, fid_head: Optional[float] = None,
+                 fid_tail: Optional[float] = None, recall: Optional[float] = None,
+                 balanced_accuracy: Optional[float] = None, seeds: int = 1, note: str = "") -> Dict[str, Any]:
+    """One row of the CIFAR-10-LT table (any metric may be missing for a method it does not apply to)."""
+    return {"method": method, "fid": fid, "fid_head": fid_head, "fid_tail": fid_tail, "recall": recall,
+            "balanced_accuracy": balanced_accuracy, "seeds": int(seeds), "note": note}
+
+
+def load_results(folder: Path) -> Dict[str, Dict[str, Any]]:
+    """``{results key: parsed JSON}`` for every chapter whose ``<key>.json`` exists in ``folder``."""
+    out = {}
+    for key in CHAPTERS.values():
+        path = Path(folder) / f"{key}.json"
+        if path.is_file():
+            try:
+                out[key] = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc}); rerun the chapter to rewrite it") from exc
+    return out
+
+
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def _gpu_minutes(res: Dict[str, Any]) -> str:
+    prov = res.get("provenance") or {}
+    wall = prov.get("wall_time_s")
+    device = prov.get("device", "")
+    if wall is None:
+        return "—"
+    return f"{wall / 60:.1f} ({device})" if device else f"{wall / 60:.1f}"
+
+
+def render_results_page(results: Dict[str, Dict[str, Any]]) -> str:
+    """Markdown for the results page from :func:`load_results`'s output (chapters without a file: "not run")."""
+    lines = ["| chapter | headline (ours) | scale | ours | paper | the paper's effect | reproduced in direction? "
+             "| gain (seed spread) | compute, min |",
+             "|---|---|---|---:|---|---|---|---|---|"]
+    for stem, key in CHAPTERS.items():
+        res = results.get(key)
+        link = f"[{stem}](../notebooks/{stem}.ipynb)"
+        if res is None:
+            lines.append(f"| {link} | not run at `book` scale yet (needs a GPU) | — | — | — | — | — | — | — |")
+            continue
+        h = res.get("headline")
+        scale = res.get("scale", "?")
+        if h is None:
+            lines.append(f"| {link} | results file has no headline entry | {scale} | — | — | — | — | — "
+                         f"| {_gpu_minutes(res)} |")
+            continue
+        paper = "—" if h.get("paper_value") is None else f"{h['paper_value']:.3g} ({h.get('paper_setting', '')})"
+        verdict = h.get("verdict", "no comparison")
+        if not h.get("comparable", True):
+            verdict = f"not comparable ({scale})"
+        gain = "—" if "gain" not in h else (
+            f"{h['gain']:.3g}" + (f" ({h['spread']:.2g})" if h.get("spread") is not None else " (one seed)"))
+        lines.append(f"| {link} | {h['metric']} | {scale} | {_fmt(h['value'], '.4g')} | {paper} | {h['claim']} "
+                     f"| {verdict} | {gain} | {_gpu_minutes(res)} |")
+
+    lt_rows = [(key, row) for key in CHAPTERS.values() for row in (results.get(key) or {}).get("longtail", [])]
+    out = ["## Every chapter's headline", "", *lines, ""]
+    out += ["## The long tail: CIFAR-10-LT across methods", ""]
+    if not lt_rows:
+        out.append("No chapter has reported CIFAR-10-LT numbers at `book` scale yet.")
+    else:
+        out += ["| method | chapter | FID (all) | FID (head) | FID (tail) | recall | balanced accuracy | seeds | note |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        for key, r in lt_rows:
+            out.append(f"| {r['method']} | {key} | {_fmt(r.get('fid'), '.2f')} | {_fmt(r.get('fid_head'), '.2f')} "
+                       f"| {_fmt(r.get('fid_tail'), '.2f')} | {_fmt(r.get('recall'), '.3f')} "
+                       f"| {_fmt(r.get('balanced_accuracy'), '.3f')} | {r.get('seeds', 1)} | {r.get('note', '')} |")
+    return "\n".join(out) + "\n"
