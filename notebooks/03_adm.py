@@ -44,6 +44,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import copy
+import dataclasses
 import inspect
 import time
 
@@ -121,8 +122,8 @@ print(plotting.metrics_table(param_rows, formats={"parameters (M)": ".3f"}))
 # {cite}`krizhevsky2009cifar` and snapshot its EMA weights twice: when it reaches `ablation_train.steps` steps
 # (equal steps) and when it has trained for `ablation_seconds` seconds (equal wall time). FID {cite}`heusel2017fid`
 # is computed on `ablation_eval.num_samples` DDIM samples {cite}`song2021ddim` against the CIFAR-10 train statistics.
-# Budgets of seconds favour small, cheap models; the ranking at ADM's budgets (hundreds of thousands of steps on
-# ImageNet) can differ.
+# The `book` run trains all eight rows of the parameter table (`smoke` only two). Budgets of seconds favour small,
+# cheap models; the ranking at ADM's budgets (hundreds of thousands of steps on ImageNet) can differ.
 
 # %%
 def fid_reference():
@@ -143,10 +144,11 @@ print(f"reference: CIFAR-10 {P.eval.fid_reference} ({P.eval.fid_reference_images
 
 
 def score(images):
-    """FID, precision and recall of uint8 samples (N, 3, 32, 32)."""
+    """FID, precision and recall of uint8 samples (N, 3, 32, 32). The Fréchet distance is the exact low-rank
+    form for N - 1 < 2048 samples (no 2048 x 2048 matrix square root)."""
     feats = metrics.compute_features(images, progress=False)
     prec, rec = metrics.precision_recall(REAL_FEATS, feats, k=3)
-    return {"FID": metrics.fid(feats, REF, progress=False), "precision": prec, "recall": rec}
+    return {"FID": metrics.fid_features_to_stats(feats, REF.mu, REF.sigma), "precision": prec, "recall": rec}
 
 
 def sync():
@@ -197,7 +199,8 @@ for name, config in P.ablation_configs().items():
                            P.ablation_max_steps)
     row = {"variant": name, "params (M)": count_parameters(marks["steps"][0]) / 1e6}
     fid_at_step = {}   # both marks on one snapshot (same step): same weights, same samples, one evaluation
-    for mark, (ema, step, secs) in marks.items():
+    for mark in ("steps", "time"):   # fixed column order, whichever mark came first
+        ema, step, secs = marks[mark]
         if step not in fid_at_step:
             imgs = ddim_samples(ema, P.ablation_eval.num_samples, P.ablation_eval.sample_steps)
             fid_at_step[step] = score(imgs)["FID"]
@@ -271,6 +274,46 @@ print(inspect.getsource(GaussianDiffusion.condition_mean))
 print(inspect.getsource(GaussianDiffusion.condition_score))
 
 # %% [markdown]
+# *Question: are the two forms the same correction?* Put the DDIM form's $\hat\epsilon$ into the ancestral step: the
+# predicted $\hat x_0$ moves by $\sqrt{1-arlpha_t}\,s\,g\cdot\sqrt{1-arlpha_t}/\sqrt{arlpha_t}$, and the
+# posterior mean, whose $\hat x_0$ coefficient is $\sqrt{arlpha_{t-1}}eta_t/(1-arlpha_t)$, moves by
+#
+# $$
+# \Delta\mu_	ext{DDIM form} = 
+# rac{eta_t}{\sqrt{lpha_t}}\, s\, g
+# \qquad	ext{vs}\qquad \Delta\mu_	ext{ancestral} = \Sigma_t\, s\, g = eta_t\, s\, g \quad (\Sigma_t = eta_t),
+# $$ (adm-forms-agree)
+#
+# so the two agree up to a factor $1/\sqrt{lpha_t} = 1 + O(eta_t)$: the same first-order correction, different
+# only where a step is large. Below, both shifts come from the package's `condition_mean` and `condition_score`
+# on the respaced diffusion the samplers use, for a constant gradient $s\,g = 1$ (the shift does not depend on the
+# model; `eps_zero` only supplies a prediction, and $\hat x_0$ is not clipped so the shift stays linear):
+
+# %%
+# fixed Σ_t = β_t (L_simple's "fixed_large"), whatever the preset's objective
+spaced = common.build_diffusion(dataclasses.replace(P.diffusion, objective="simple"),
+                                timestep_respacing=P.eval.sample_steps, sigma_small=False)
+x_probe = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
+eps_zero = lambda x, t, **kw: torch.zeros_like(x)   # noqa: E731 - any prediction gives the same shift
+unit_grad = lambda x, t, **kw: torch.ones_like(x)   # noqa: E731 - s * grad log p(y | x_t) = 1 everywhere
+shift = {"ancestral: Σ_t (condition_mean)": [], "DDIM form: β_t/√α_t (condition_score)": []}
+for k in range(1, spaced.num_timesteps):
+    t = torch.full((2,), k, dtype=torch.long)
+    out = spaced.p_mean_variance(eps_zero, x_probe, t, clip_denoised=False)
+    shift["ancestral: Σ_t (condition_mean)"].append(
+        float((spaced.condition_mean(unit_grad, out, x_probe, t) - out["mean"]).mean()))
+    shift["DDIM form: β_t/√α_t (condition_score)"].append(
+        float((spaced.condition_score(unit_grad, out, x_probe, t)["mean"] - out["mean"]).mean()))
+ratio = torch.tensor(shift["DDIM form: β_t/√α_t (condition_score)"]) / torch.tensor(
+    shift["ancestral: Σ_t (condition_mean)"])
+closed = torch.as_tensor(1.0 / (1.0 - spaced.betas[1:]) ** 0.5)
+print(f"shift ratio = 1/sqrt(alpha_t) at every step: {torch.allclose(ratio.double(), closed, rtol=1e-6)}; "
+      f"median ratio {ratio.median():.4f}, largest {ratio.max():.2f} (the noisiest respaced step)")
+t_orig = spaced.timestep_map[1:]
+fig = plotting.curves(t_orig, shift, xlabel="t (original scale)", ylabel="mean shift per unit s·g", logy=True,
+                      title=f"the two guidance forms, {P.eval.sample_steps} respaced steps")
+
+# %% [markdown]
 # ## 4. The noisy classifier
 #
 # *Question: how much does a classifier still know about the class at each noise level?* The guide must work on
@@ -334,9 +377,11 @@ def as_unconditional(model):
 #
 # *Question: how do FID, precision and recall move with the classifier scale $s$?* For each $s$ we draw
 # `eval.num_samples` images, 10 classes in equal numbers, with the DDIM form {eq}`adm-ddim`, from the unconditional
-# model (the label only goes to the classifier) and from the conditional model (the label goes to both). FID is
-# against the CIFAR-10 train statistics; precision and recall (k = 3) against real train features. The Inception
-# Score, ADM's other fidelity number, needs Inception's classifier layer, which the offline weights do not have:
+# model (the label only goes to the classifier) and from the conditional model (the label goes to both). At the
+# scales `ancestral_scales` the unconditional model is also sampled with the ancestral form {eq}`adm-ancestral`
+# (`ancestral_steps` respaced steps), so the two forms are compared on the same metrics. FID is against the
+# CIFAR-10 train statistics; precision and recall (k = 3) against real train features. The Inception Score, ADM's
+# other fidelity number, needs Inception's classifier layer, which the offline weights do not have:
 
 # %%
 try:
@@ -347,25 +392,32 @@ except metrics.InceptionScoreUnavailable as err:
 
 # %%
 labels = torch.arange(P.eval.num_samples) % NULL
+arms = [("unconditional", "ddim", P.guidance_scales_uncond), ("conditional", "ddim", P.guidance_scales_cond),
+        ("unconditional", "ancestral", P.ancestral_scales)]
 sweep_rows = []
-for kind, scales in (("unconditional", P.guidance_scales_uncond), ("conditional", P.guidance_scales_cond)):
+for kind, form, scales in arms:
     for s in scales:
         cond_fn = classifier_cond_fn(classifier, scale=s) if s > 0 else None
         model_fn = as_unconditional(cond_model) if kind == "unconditional" else None
-        imgs = ddim_samples(cond_model, P.eval.num_samples, P.eval.sample_steps, labels=labels,
-                            model_fn=model_fn, cond_fn=cond_fn)
-        row = {"model": kind, "scale s": s, **score(imgs)}
+        steps = P.eval.sample_steps if form == "ddim" else P.ancestral_steps
+        imgs = ddim_samples(cond_model, P.eval.num_samples, steps, labels=labels, model_fn=model_fn,
+                            cond_fn=cond_fn, method=form)
+        row = {"model": kind, "form": f"{form} {steps}", "scale s": s, **score(imgs)}
         sweep_rows.append(row)
-        print(f"{kind:>13} s={s:<5} FID={row['FID']:.2f} precision={row['precision']:.3f} "
+        print(f"{kind:>13} {row['form']:>13} s={s:<5} FID={row['FID']:.2f} precision={row['precision']:.3f} "
               f"recall={row['recall']:.3f}{SMOKE_LABEL}")
 
 # %%
 display(plotting.metrics_table(sweep_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
-by_kind = {k: [r for r in sweep_rows if r["model"] == k] for k in ("unconditional", "conditional")}
-fig = plotting.curves(None, {k: ([r["scale s"] for r in v], [r["FID"] for r in v]) for k, v in by_kind.items()},
+by_arm = {}
+for r in sweep_rows:
+    by_arm.setdefault(f"{r['model']}, {r['form']}", []).append(r)
+by_kind = {k: [r for r in sweep_rows if r["model"] == k and r["form"].startswith("ddim")]
+           for k in ("unconditional", "conditional")}
+fig = plotting.curves(None, {k: ([r["scale s"] for r in v], [r["FID"] for r in v]) for k, v in by_arm.items()},
                       xlabel="classifier scale s", ylabel="FID", markers=True,
                       title=f"FID vs classifier scale{SMOKE_LABEL}")
-fig = plotting.curves(None, {k: ([r["recall"] for r in v], [r["precision"] for r in v]) for k, v in by_kind.items()},
+fig = plotting.curves(None, {k: ([r["recall"] for r in v], [r["precision"] for r in v]) for k, v in by_arm.items()},
                       xlabel="recall (diversity)", ylabel="precision (fidelity)", markers=True,
                       title=f"precision vs recall along the scale sweep{SMOKE_LABEL}")
 
@@ -407,10 +459,10 @@ best_u = min(by_kind["unconditional"], key=lambda r: r["FID"])
 best_c = min(by_kind["conditional"], key=lambda r: r["FID"])
 base_u = by_kind["unconditional"][0]
 result_rows = [
-    {"setting": "ADM, ImageNet 64×64, guided (paper)", "FID": 2.07, "precision": 0.74, "recall": 0.63},
-    {"setting": "ADM, ImageNet 128×128 (paper)", "FID": 2.97, "precision": 0.78, "recall": 0.59},
-    {"setting": "ADM arch., CIFAR-10, 1000 steps (third-party, DDPM-IP)", "FID": 2.99},
-    {"setting": "ADM arch., CIFAR-10, 100 steps (third-party, DDPM-IP)", "FID": 3.39},
+    {"setting": "ADM, ImageNet 64×64, guided (paper's README)", "FID": 2.07, "precision": 0.74, "recall": 0.63},
+    {"setting": "ADM, ImageNet 128×128 (paper's README)", "FID": 2.97, "precision": 0.78, "recall": 0.59},
+    {"setting": "ADM arch., CIFAR-10, unguided, 1000 sampling steps (third-party, DDPM-IP)", "FID": 2.99},
+    {"setting": "ADM arch., CIFAR-10, unguided, 100 sampling steps (third-party, DDPM-IP)", "FID": 3.39},
     {"setting": f"ours ({P.scale}), unconditional, s=0", "FID": base_u["FID"], "precision": base_u["precision"],
      "recall": base_u["recall"]},
     {"setting": f"ours ({P.scale}), unconditional, best s={best_u['scale s']:g}", "FID": best_u["FID"],
@@ -422,14 +474,19 @@ display(plotting.metrics_table(result_rows, formats={"FID": ".2f", "precision": 
 pr_u = by_kind["unconditional"]
 print(f"precision s=0 -> s={pr_u[-1]['scale s']:g}: {pr_u[0]['precision']:.3f} -> {pr_u[-1]['precision']:.3f}; "
       f"recall {pr_u[0]['recall']:.3f} -> {pr_u[-1]['recall']:.3f}{SMOKE_LABEL}")
+for r in (r for r in sweep_rows if r["form"].startswith("ancestral")):
+    twin = next((d for d in by_kind["unconditional"] if d["scale s"] == r["scale s"]), None)
+    if twin is not None:
+        print(f"s={r['scale s']:g}: FID {r['form']} {r['FID']:.2f} vs {twin['form']} {twin['FID']:.2f}{SMOKE_LABEL}")
 
 # %% [markdown]
 # What to look for: the **direction** of the sweep is what can reproduce at this budget — precision rising and
 # recall falling as $s$ grows, and a best FID at a moderate scale, lower for the unconditional model than without
-# guidance. The absolute FIDs cannot approach the papers' (seconds of training, a few thousand samples, tens of
-# DDIM steps).
-# In the ablation, only differences larger than the seed-to-seed spread of a few FID points mean anything, and the
-# equal-time column is the fairer one for a reader with a fixed GPU budget.
+# guidance. The two forms of guidance should tell the same story at the same $s$ ({eq}`adm-forms-agree`); their
+# FIDs also differ through the sampler itself (stochastic ancestral steps vs deterministic DDIM). The absolute
+# FIDs cannot approach the papers' (seconds of training, a few thousand samples, tens of sampling steps).
+# In the ablation each variant is trained once (one seed) and scored on 1,000 samples at `book` scale, so only
+# large differences mean anything; the equal-time column is the fairer one for a reader with a fixed GPU budget.
 #
 # ## Provenance
 
@@ -442,6 +499,7 @@ results = {
     "classifier_accuracy_vs_t": acc,
     "classifier_train": {"steps": clf_run.steps, "wall_s": clf_run.wall_s, "images_per_s": clf_run.images_per_s},
     "guidance_sweep": sweep_rows,
+    "guidance_forms_shift_ratio": {"t": [int(v) for v in t_orig], "ratio": ratio.tolist()},
     "fid_samples": P.eval.num_samples,
     "sample_steps": P.eval.sample_steps,
     "fid_reference": f"cifar10-{P.eval.fid_reference}-{P.eval.fid_reference_images or 'full'}",

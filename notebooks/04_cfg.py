@@ -236,9 +236,10 @@ NULL = P.model.num_classes
 
 
 def score(images):
+    """FID (exact low-rank form for N - 1 < 2048 samples), precision and recall of uint8 samples."""
     feats = metrics.compute_features(images, progress=False)
     prec, rec = metrics.precision_recall(REAL_FEATS, feats, k=3)
-    return {"FID": metrics.fid(feats, REF, progress=False), "precision": prec, "recall": rec}
+    return {"FID": metrics.fid_features_to_stats(feats, REF.mu, REF.sigma), "precision": prec, "recall": rec}
 
 
 def draw(model, n, labels, model_fn=None, cond_fn=None, seed=SEED, steps=None):
@@ -254,6 +255,37 @@ for p in P.p_unconds:
     print(f"p_uncond={p}: {count_parameters(ema) / 1e6:.2f} M parameters, {P.train.steps} steps, "
           f"final loss {hist[-1]['loss']:.4f}")
 
+# %% [markdown]
+# *Question: does the guided $\tilde\epsilon$ really cost one forward pass per step?* A forward hook on the trained
+# UNet records the batch of every call while the package's DDIM loop draws 4 CFG samples; then one call of the
+# wrapper is compared with {eq}`cfg-eps` from two separate forward passes.
+
+# %%
+base_p = P.p_unconds[0]
+base = models[base_p]
+calls = []
+hook = base.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+try:
+    draw(base, 4, torch.arange(4) % NULL, model_fn=cfg_model_fn(base, P.grid_w, null_label=NULL))
+finally:
+    hook.remove()
+print(f"{len(calls)} UNet calls for {P.eval.sample_steps} DDIM steps, batch sizes {sorted(set(calls))} "
+      f"(2 x 4: conditional and null halves in one batch)")
+x_chk = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(SEED)).to(device)
+t_chk = torch.full((4,), 500.0, device=device)
+y_chk = torch.arange(4, device=device)
+with torch.no_grad():
+    one_pass = cfg_model_fn(base, P.grid_w, null_label=NULL)(x_chk, t_chk, y=y_chk)
+    two_pass = (1 + P.grid_w) * base(x_chk, t_chk, y=y_chk) - P.grid_w * base(x_chk, t_chk,
+                                                                              y=torch.full_like(y_chk, NULL))
+C_IMG = x_chk.shape[1]   # with a learned variance only the eps channels are guided
+print(f"one batched forward == (1+w) eps(x, c) - w eps(x, null) from two forwards: "
+      f"max |difference| = {(one_pass[:, :C_IMG] - two_pass[:, :C_IMG]).abs().max():.1e}")
+
+# %% [markdown]
+# The sweep: `eval.num_samples` images per $w$ and per model ($w = 0$ is the plain conditional model, one forward).
+
+# %%
 labels = torch.arange(P.eval.num_samples) % NULL
 cfg_rows = []
 for p, model in models.items():
@@ -283,8 +315,6 @@ fig.tight_layout()
 # (model with the first $p_\text{uncond}$).
 
 # %%
-base_p = P.p_unconds[0]
-base = models[base_p]
 k = P.samples_per_class_grid
 grid_labels = torch.arange(NULL).repeat_interleave(k)
 imgs = draw(base, NULL * k, grid_labels, model_fn=cfg_model_fn(base, P.grid_w, null_label=NULL))

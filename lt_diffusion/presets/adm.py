@@ -15,30 +15,30 @@ The chapter has two experiments, and each preset sizes both:
 
 Costs: a projection from step times **measured** on the lent H100 (2026-11-22, torch 2.11, bf16 eager; DESIGN.md,
 ``benchmarks/results/h100_*.json``), see ``ADMPreset.projected_gpu_seconds``. Small 32×32 UNets are bound by
-kernel launches there, so the cost is counted in steps, not FLOPs: ~70 ms per optimiser step of the 6.95 M
-``book`` UNet at batch 128-512 (2,196 img/s end to end at batch 128), ~75 ms per denoiser step of a sampling
-batch of ≤ 1,000 (DDIM-50: 38 s per 10 k samples), ~50 ms per noisy-classifier step at batch 256-512
-(assumed), Inception features at ~3,000 img/s (assumed), ~0.2 s per Fréchet distance on the GPU, ~20 s of
-start-up (assumed).
+kernel launches there at small batches, so the cost is counted in steps: ≥ 70 ms per optimiser step, and
+4,600 img/s through the Trainer at batch 512 (the 01_ddpm ``book`` run: 1,200 steps in 133 s, i.e. ~111 ms per
+step), ~75 ms per denoiser step of a sampling batch of ≤ 1,000 (DDIM-50: 38 s per 10 k samples), ~50 ms per
+noisy-classifier step at batch 256-512 (assumed), Inception features at ~3,000 img/s (assumed), ~1.5 s per exact
+low-rank Fréchet distance of ≤ 2,000 samples on the host (assumed), ~20 s of start-up (assumed).
 
 * ``smoke``: the 0.19 M ``smoke`` UNet, two ablation variants for a few steps, a tiny classifier, 8 samples
   per metric point against 32 train images; about 2 minutes of CPU time; every metric is labelled
   "smoke: not comparable".
-* ``book``: the ``book`` UNet family (6.5–10.7 M parameters). Ablation: 3 of the 8 variants (baseline,
-  additive embedding, ADM's combination) × (≥ 200 steps of batch 512 and ≥ 14 s) ≈ 42 s of training + 6 sample
-  sets of 1,000 with 50 DDIM steps ≈ 23 s. Guidance: a conditional UNet for 450 steps of batch 512 (≈ 32 s), a
-  3.3 M-parameter classifier for 300 steps of batch 512 (≈ 17 s with its accuracy curve), 5 sample sets of
-  2,000 with 50 DDIM steps, 3 of them classifier-guided (≈ 58 s), 4 small grids (≈ 23 s), Inception features
-  of ~13 k samples and of the 50,000 CIFAR-10 train images for the reference statistics (≈ 25 s; the reference
-  is cached across chapters). ≈ 238 s projected with start-up: about 4 minutes. Such short budgets favour the
-  smaller and cheaper variants: that is a finding about small budgets, not about ADM.
+* ``book``: the ``book`` UNet family (6.5–8.1 M parameters). Ablation: all 8 variants × (≥ 120 steps of batch
+  512 and ≥ 10 s) ≈ 107 s of training + 16 sample sets of 1,000 with 30 DDIM steps ≈ 36 s. Guidance: a
+  conditional UNet for 450 steps of batch 512 (≈ 50 s), a 3.3 M-parameter classifier for 300 steps of batch 512
+  (≈ 20 s with its accuracy curve), 5 DDIM sample sets of 2,000 with 50 steps, 3 of them classifier-guided
+  (≈ 70 s), 2 ancestral sets (≈ 26 s), 4 small grids (≈ 22 s), Inception features of ~32 k samples and of the
+  50,000 CIFAR-10 train images for the reference statistics (≈ 60 s with the distances; the reference is cached
+  across chapters). ≈ 410 s projected with start-up: about 7 minutes, inside one 9-minute device call. Such
+  short budgets favour the smaller and cheaper variants: that is a finding about small budgets, not about ADM.
 * ``paper``: ADM's smallest official setting transposed to CIFAR-10 with the 32×32 channel multipliers
   of the DDPM-IP configuration (papers.md §2.1): 128 channels, 3 blocks, attention at 32/16/8 with 64
   channels per head, BigGAN up/down, AdaGN, dropout 0.1, learned Σ with L_hybrid, cosine T = 1000, and the
   guided-diffusion classifier (width 128, depth 2, attention pooling) trained 150 K steps at lr 3e-4. ADM
   has no CIFAR-10 model; this preset is never run here and its cost is a projection from the measured eager
   throughput of the 52.5 M ``iddpm_cifar10`` UNet (1,271–1,444 img/s training, 4,942 img/s sampling; ADM's
-  attention at 32×32 makes its own model slower, so the projected ≈ 99 GPU-hours are a lower bound).
+  attention at 32×32 makes its own model slower, so the projected ≈ 106 GPU-hours are a lower bound).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ CHAPTER = "adm"
 
 # Cost model of the lent H100 beside the measured step times of ``ADMPreset`` (DESIGN.md, 2026-11-22, torch 2.11).
 INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
-FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
+FID_DISTANCE_S = 1.5            # one exact low-rank Fréchet distance (N ≤ 2,000) on the host (assumed)
 STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 
 #: The single changes of the ablation, in the order of ADM's Tables 1-3, then ADM's combination.
@@ -133,11 +133,13 @@ class ADMPreset:
         pr_reference_images: real train images whose features are the precision/recall reference.
         grid_class: the class shown in the sample grids (CIFAR-10 index; 0 = airplane ... 9 = truck).
         grid_scales: classifier scales shown in the grids.
-        ancestral_steps: respaced steps for the ancestral-vs-DDIM comparison grid.
+        ancestral_steps: respaced steps of the ancestral form (comparison grid and ``ancestral_scales``).
+        ancestral_scales: classifier scales at which the unconditional model is also sampled with the
+            ancestral form (Σ·∇, ``condition_mean``) and scored, beside the DDIM form of the sweep.
         train_step_s, train_img_per_s: seconds per optimiser step are ``max(train_step_s, batch /
             train_img_per_s)``: the launch-bound floor, then the throughput. ``book``: measured on the H100
-            (~60–70 ms per step of the book UNet at batch 128–512; 7,300 img/s = batch 512 in 70 ms);
-            ``paper``: the measured eager throughput of the 52.5 M ``iddpm_cifar10`` UNet at batch 128.
+            through the Trainer (4,600 img/s at batch 512, DESIGN.md); ``paper``: the measured eager
+            throughput of the 52.5 M ``iddpm_cifar10`` UNet at batch 128.
         sample_step_s, sample_img_per_s: seconds per denoiser step of one sampling batch, ``max(sample_step_s,
             batch / sample_img_per_s)`` (measured: ~75 ms at batch 1,000 for the book UNet; 4,942 img/s for
             ``iddpm_cifar10``).
@@ -169,8 +171,9 @@ class ADMPreset:
     grid_class: int = 0
     grid_scales: Tuple[float, ...] = (0.0, 1.0, 4.0)
     ancestral_steps: int = 100
+    ancestral_scales: Tuple[float, ...] = ()
     train_step_s: float = 0.070
-    train_img_per_s: float = 7_300.0
+    train_img_per_s: float = 4_600.0
     sample_step_s: float = 0.075
     sample_img_per_s: float = 13_300.0
     clf_step_s: float = 0.050
@@ -224,15 +227,18 @@ class ADMPreset:
                * self._clf_step_s(min(ev.batch_size, self.classifier_eval_images)))
         scales = self.guidance_scales_uncond + self.guidance_scales_cond
         guided = sum(self._sample_s(ev.num_samples, ev.sample_steps, ev.batch_size, guided=s > 0) for s in scales)
+        ancestral = sum(self._sample_s(ev.num_samples, self.ancestral_steps, ev.batch_size, guided=s > 0)
+                        for s in self.ancestral_scales)
         grids = (sum(self._sample_s(ev.grid, ev.sample_steps, ev.grid, guided=s > 0) for s in self.grid_scales)
                  + self._sample_s(ev.grid, self.ancestral_steps, ev.grid, guided=True))
         n_ref = 50_000 if ev.fid_reference_images is None else 0   # smoke reuses the precision/recall images
-        n_incep = 2 * n_var * ae.num_samples + len(scales) * ev.num_samples + self.pr_reference_images + n_ref
-        fid = n_incep / INCEPTION_IMG_PER_S + (2 * n_var + len(scales)) * FID_DISTANCE_S
-        total = STARTUP_S + ablation_train + ablation_sample + train + clf + guided + grids + fid
+        n_sets = len(scales) + len(self.ancestral_scales)
+        n_incep = 2 * n_var * ae.num_samples + n_sets * ev.num_samples + self.pr_reference_images + n_ref
+        fid = n_incep / INCEPTION_IMG_PER_S + (2 * n_var + n_sets) * FID_DISTANCE_S
+        total = STARTUP_S + ablation_train + ablation_sample + train + clf + guided + ancestral + grids + fid
         return {"startup_s": STARTUP_S, "ablation_train_s": ablation_train, "ablation_sample_s": ablation_sample,
-                "train_s": train, "classifier_s": clf, "guided_sample_s": guided, "grid_sample_s": grids,
-                "fid_s": fid, "total_s": total}
+                "train_s": train, "classifier_s": clf, "guided_sample_s": guided, "ancestral_sample_s": ancestral,
+                "grid_sample_s": grids, "fid_s": fid, "total_s": total}
 
 
 _DIFFUSION = DiffusionSpec(steps=1000, noise_schedule="cosine", objective="simple")
@@ -265,6 +271,7 @@ _SMOKE = ADMPreset(
     pr_reference_images=32,
     grid_scales=(0.0, 4.0),
     ancestral_steps=10,
+    ancestral_scales=(4.0,),
     train_img_per_s=60.0,
     sample_img_per_s=200.0,
     note="smoke: a CI check that every cell runs; every number is 'smoke: not comparable'.",
@@ -275,13 +282,13 @@ _BOOK = ADMPreset(
     diffusion=_DIFFUSION,
     ablation_base=get_model_config("book", num_heads=1, num_head_channels=-1, dropout=0.0,
                                    use_scale_shift_norm=True),
-    ablation_variants=("baseline", "add_emb", "adm"),
+    ablation_variants=ABLATION_VARIANTS,
     ablation_head_channels=64,
-    ablation_train=TrainSpec(steps=200, batch_size=512, lr=3e-4, warmup_steps=20, grad_clip=1.0,
-                             ema_rate=0.97),
-    ablation_seconds=14.0,
-    ablation_max_steps=600,
-    ablation_eval=EvalSpec(num_samples=1000, sample_steps=50, batch_size=1000, fid_reference="train"),
+    ablation_train=TrainSpec(steps=120, batch_size=512, lr=3e-4, warmup_steps=12, grad_clip=1.0,
+                             ema_rate=0.95),
+    ablation_seconds=10.0,
+    ablation_max_steps=400,
+    ablation_eval=EvalSpec(num_samples=1000, sample_steps=30, batch_size=1000, fid_reference="train"),
     model=get_model_config("book", num_classes=10, dropout=0.0),
     train=TrainSpec(steps=450, batch_size=512, lr=5e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.99),
     p_uncond=0.1,
@@ -296,8 +303,9 @@ _BOOK = ADMPreset(
     pr_reference_images=2000,
     grid_scales=(0.0, 4.0, 10.0),
     ancestral_steps=50,
+    ancestral_scales=(0.0, 2.0),
     note="book: seconds of training per model (the paper: days on many GPUs). FID is far above any paper's; "
-         "the ablation ranks 3 of the 8 variants under a tiny budget, which favours small and cheap models.",
+         "the ablation ranks all 8 variants under a tiny budget, which favours small and cheap models.",
 )
 
 _PAPER = ADMPreset(
@@ -329,11 +337,12 @@ _PAPER = ADMPreset(
     pr_reference_images=50_000,
     grid_scales=(0.0, 1.0, 4.0, 10.0),
     ancestral_steps=250,
+    ancestral_scales=(0.0, 1.0, 4.0, 10.0),
     train_img_per_s=1_271.0,
     sample_img_per_s=4_942.0,
     note="paper: ADM's ImageNet-64 recipe (papers.md §2.1) at CIFAR-10 size; ADM reports no CIFAR-10 number. "
          "p_uncond = 0: ADM trains a separate unconditional model (this preset's unconditional sweep would use "
-         "the ablation's 'adm' variant). Never run here; about 99 GPU-hours (≈ 4 days on one H100) projected "
+         "the ablation's 'adm' variant). Never run here; about 106 GPU-hours (≈ 4.4 days on one H100) projected "
          "from the measured eager throughput of iddpm_cifar10 (torch.compile would shorten it).",
 )
 

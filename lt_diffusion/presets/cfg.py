@@ -16,19 +16,21 @@ g = 1 + w of Imagen / diffusers is printed beside it.
 
 Costs: a projection from step times **measured** on the lent H100 (2026-11-22, torch 2.11, bf16 eager; DESIGN.md,
 ``benchmarks/results/h100_*.json``), see ``CFGPreset.projected_gpu_seconds``. Small 32×32 UNets are bound by
-kernel launches there, so the cost is counted in steps, not FLOPs: ~70 ms per optimiser step of the 6.95 M
-``book`` UNet at batch 128-512, ~75 ms per denoiser step of a sampling batch of ≤ 1,000 (a CFG step runs the
-doubled batch: counted as 2 × 75 ms at batch 1,000), ~50 ms per noisy-classifier step at batch 256-512
-(assumed), Inception features at ~3,000 img/s (assumed), ~0.2 s per Fréchet distance on the GPU, ~20 s of
-start-up and ~15 s for the CPU toy (assumed).
+kernel launches there at small batches, so the cost is counted in steps: ≥ 70 ms per optimiser step, and
+4,600 img/s through the Trainer at batch 512 (the 01_ddpm ``book`` run), ~75 ms per denoiser step of a
+sampling batch of ≤ 1,000 (a CFG step runs the doubled batch: counted as 2 × 75 ms at batch 1,000), ~50 ms per
+noisy-classifier step at batch 256-512
+(assumed), Inception features at ~3,000 img/s (assumed), ~1.5 s per exact low-rank Fréchet distance of ≤ 2,000
+samples on the host (assumed), ~20 s of start-up and ~15 s for the CPU toy (assumed).
 
 * ``smoke``: the 0.19 M ``smoke`` UNet, a few steps, 8 samples per metric point against 32 train images;
   about 2 minutes of CPU time; every metric is labelled "smoke: not comparable".
 * ``book``: two 6.95 M-parameter conditional UNets (p_uncond 0.1 and 0.2), each 350 steps of batch 512
-  (≈ 25 s each), a 3.3 M-parameter classifier (300 steps of batch 512, ≈ 15 s), 6 CFG sample sets (w = 0, 1, 3
-  per model) and 2 classifier-guided sets of 2,000 images with 50 DDIM steps (≈ 100 s; classifier guidance at
-  s = 0 is the CFG w = 0 set, reused), the class grid and the cost timing (≈ 9 s), Inception features and the
-  train-set reference statistics (≈ 24 s). ≈ 237 s projected with start-up and the toy: about 4 minutes.
+  (≈ 39 s each), a 3.3 M-parameter classifier (300 steps of batch 512, ≈ 17 s), 10 CFG sample sets (w = 0, 0.5,
+  1, 2, 4 per model) and 3 classifier-guided sets (s = 1, 3, 8) of 2,000 images with 50 DDIM steps (≈ 190 s;
+  classifier guidance at s = 0 is the CFG w = 0 set, reused), the one-forward check, the class grid and the cost
+  timing (≈ 13 s), Inception features, the train-set reference statistics and the distances (≈ 46 s). ≈ 380 s
+  projected with start-up and the toy: about 6.5 minutes, inside one 9-minute device call.
 * ``paper``: what the paper's study would cost at CIFAR-10 size with the ADM-style CIFAR-10 UNet of
   papers.md §2.1: p_uncond ∈ {0.1, 0.2, 0.5}, a finer w grid, 50 K samples per point. papers.md could not verify
   the paper's own p_uncond / w grid or a CIFAR-10 number (§3, §9); these values are our choice. Never run
@@ -50,7 +52,7 @@ CHAPTER = "cfg"
 
 # Cost model of the lent H100 beside the measured step times of ``CFGPreset`` (DESIGN.md, 2026-11-22, torch 2.11).
 INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
-FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
+FID_DISTANCE_S = 1.5            # one exact low-rank Fréchet distance (N ≤ 2,000) on the host (assumed)
 STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 TOY_S = 15.0                    # the 2-D toy on the CPU at the default ToySpec (assumed)
 
@@ -106,8 +108,7 @@ class CFGPreset:
             comparison needs, and the call is repeated once as a warm-up.
         train_step_s, train_img_per_s: seconds per optimiser step are ``max(train_step_s, batch /
             train_img_per_s)``: the launch-bound floor, then the throughput. ``book``: measured on the H100
-            (~60–70 ms per step of the book UNet at batch 128–512; 7,300 img/s = batch 512 in 70 ms);
-            ``paper``: the measured eager throughput of ``iddpm_cifar10`` at batch 128.
+            through the Trainer (4,600 img/s at batch 512, DESIGN.md); ``paper``: the measured eager throughput of ``iddpm_cifar10`` at batch 128.
         sample_step_s, sample_img_per_s: seconds per denoiser step of one sampling batch, ``max(sample_step_s,
             images / sample_img_per_s)`` (measured: ~75 ms at batch 1,000 for the book UNet; 4,942 img/s for
             ``iddpm_cifar10``); CFG's forward sees twice the images.
@@ -133,7 +134,7 @@ class CFGPreset:
     cost_batch: int = 250
     cost_steps: Optional[int] = None
     train_step_s: float = 0.070
-    train_img_per_s: float = 7_300.0
+    train_img_per_s: float = 4_600.0
     sample_step_s: float = 0.075
     sample_img_per_s: float = 13_300.0
     clf_step_s: float = 0.050
@@ -186,6 +187,7 @@ class CFGPreset:
         n_grid = self.samples_per_class_grid * self.model.num_classes
         steps_cost = self.cost_steps or ev.sample_steps
         extra = (self._sample_s(n_grid, ev.sample_steps, ev.batch_size, forwards=2)
+                 + self._sample_s(4, ev.sample_steps, 4, forwards=2)          # the one-forward check
                  + 2 * (self._sample_s(self.cost_batch, steps_cost, self.cost_batch)          # warm-up + timed
                         + self._sample_s(self.cost_batch, steps_cost, self.cost_batch, forwards=2)
                         + self._sample_s(self.cost_batch, steps_cost, self.cost_batch, guided=True)))
@@ -228,11 +230,11 @@ _BOOK = CFGPreset(
     model=get_model_config("book", num_classes=10, dropout=0.0),
     train=TrainSpec(steps=350, batch_size=512, lr=5e-4, warmup_steps=35, grad_clip=1.0, ema_rate=0.985),
     p_unconds=(0.1, 0.2),
-    ws=(0.0, 1.0, 3.0),
+    ws=(0.0, 0.5, 1.0, 2.0, 4.0),
     classifier=ClassifierConfig(num_classes=10, model_channels=64, num_res_blocks=2, channel_mult=(1, 2, 2),
                                 attention_resolutions=(16, 8), num_head_channels=64, pool="attention"),
     classifier_train=TrainSpec(steps=300, batch_size=512, lr=4.5e-4, weight_decay=0.05),
-    classifier_scales=(0.0, 1.0, 4.0),
+    classifier_scales=(0.0, 1.0, 3.0, 8.0),
     eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train"),
     pr_reference_images=2000,
     cost_steps=10,
