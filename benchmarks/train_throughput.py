@@ -257,8 +257,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--tiny", action="store_true", help="smoke model, tiny batches: a CPU check in seconds")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU intra-op threads (default: torch's; 1 with --tiny on CPU)")
+    p.add_argument("--batch-sweep", type=int, nargs="+", default=None, metavar="B",
+                   help="also time the training step at each of these batch sizes (e.g. 64 128 256 512 1024) for "
+                        "every model and mode: the throughput-vs-batch curve (benchmarks/plot_batch_sweep.py)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if args.batch_sweep and min(args.batch_sweep) < 1:
+        p.error(f"--batch-sweep sizes must be positive, got {args.batch_sweep}")
 
     device = torch.device(args.device)
     tiny = args.tiny
@@ -287,7 +292,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
             "batch": args.batch, "sample_batch": args.sample_batch, "timed_steps": args.steps,
             "warmup_steps": args.warmup, "compile_mode": args.compile_mode, "peak_tflops": args.peak_tflops,
-            "tiny": tiny}
+            "tiny": tiny, "batch_sweep": args.batch_sweep}
     print(json.dumps(meta))
     results = []
     for name in models:
@@ -304,6 +309,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 res["mfu"] = res["tflops"] / args.peak_tflops
             entry["train"][mode] = res
             print(f"[{name}] train {mode}: {json.dumps(res)}", flush=True)
+        if args.batch_sweep:
+            entry["sweep"] = {}
+            for mode in args.modes:
+                rows = []
+                for b in args.batch_sweep:
+                    res = _safe(lambda: bench_train(name, mode, argparse.Namespace(**{**vars(args), "batch": b}),
+                                                    device))
+                    res["batch"] = b
+                    if "images_per_s" in res:
+                        res["tflops"] = flops * res["images_per_s"] / 1e12
+                        res["mfu"] = res["tflops"] / args.peak_tflops
+                    rows.append(res)
+                    print(f"[{name}] sweep {mode} batch {b}: {json.dumps(res)}", flush=True)
+                entry["sweep"][mode] = rows
         if not args.no_sample:
             for compiled in ([False, True] if "compile" in args.modes else [False]):
                 key = "compile" if compiled else "eager"
