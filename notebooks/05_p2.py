@@ -95,11 +95,17 @@ print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.not
 # $$ (p2-lambda)
 #
 # The constant 2 only rescales the loss, so {cite}`choi2022perception` call $\lambda_t$ the weighting scheme of
-# $\mathcal{L}_\text{simple}$. On the linear schedule it is about 1 at the first step ($1-\bar\alpha_t \approx
-# \beta_t$ there), rises to about 90 in the middle of the chain and ends near $1/\beta_T \approx 50$ (printed
-# below): compared with the likelihood, $\mathcal{L}_\text{simple}$ already gives the cleanest steps roughly a
-# hundredth of the weight of the middle ones, one reason it yields better samples than the bound.
+# $\mathcal{L}_\text{simple}$. On the linear schedule it is about 1 at the first step ($1-\bar\alpha_t = \beta_1$
+# there), rises to about 100 a third of the way along the chain and ends near $(1-\beta_T)/\beta_T \approx 49$
+# (printed in Section 3): compared with the likelihood, $\mathcal{L}_\text{simple}$ already gives the cleanest
+# steps roughly a hundredth of the weight of the middle ones, one reason it yields better samples than the bound.
+# The package computes Eq. {eq}`p2-lambda` from the betas alone:
 #
+
+# %%
+print(inspect.getsource(p2_lambda_t))
+
+# %% [markdown]
 # ## 2. P2: multiply by a decreasing function of SNR
 #
 # P2 keeps that structure and adds a second factor,
@@ -143,9 +149,24 @@ for i, line in enumerate(src):
         print(f"{i:3d} {line}")
 
 # %% [markdown]
-# The difference between a baseline run and a P2 run is therefore one argument. The unified diff below is
-# computed from the two engine diffusions the experiments build (their configuration, read back from the
-# objects):
+# Seen as a patch, this is what P2 adds to a DDPM engine whose loss is the plain $\epsilon$-MSE: the unified
+# diff below is computed from the package source, between the engine's $\epsilon$-MSE lines and the same lines
+# with the hook's `if` branch removed (the `else` branch is the DDPM loss). Everything else, the weight itself,
+# lives outside the engine in `P2Weight`.
+
+# %%
+hook_start = next(i for i, line in enumerate(src) if "if self.loss_weight is not None" in line)
+hook_else = next(i for i in range(hook_start, len(src)) if src[i].strip() == "else:")
+indent = len(src[hook_start]) - len(src[hook_start].lstrip())
+window = slice(hook_start - 2, hook_else + 3)   # the ε-MSE line, the hook, the DDPM branch, the total
+with_hook = src[window]
+without_hook = src[hook_start - 2:hook_start] + [" " * indent + src[hook_else + 1].strip()] + src[hook_else + 2:hook_else + 3]
+print("\n".join(difflib.unified_diff(without_hook, with_hook, "DDPM engine (L_simple)", "engine with the P2 hook",
+                                     lineterm="", n=2)))
+
+# %% [markdown]
+# The difference between a baseline run and a P2 run is therefore one argument. The second diff is computed
+# from the two engine diffusions the experiments build (their configuration, read back from the objects):
 
 # %%
 def describe(diffusion):
@@ -180,6 +201,18 @@ for g in (0.5, 1.0, 2.0, 3.0):
 print("lambda_t (Eq. p2-lambda)  " + "".join(f"{p2_lambda_t(ref.betas)[t]:>11.4g}" for t in ts))
 
 # %% [markdown]
+# How many of the 1000 steps fall in each stage, and where $\lambda_t$ peaks (deterministic):
+
+# %% tags=["nbval-check-output"]
+for sched in ("linear", "cosine"):
+    d = GaussianDiffusion(get_named_beta_schedule(sched, 1000))
+    s = snr(d.alphas_cumprod)
+    lam = p2_lambda_t(d.betas)
+    print(f"{sched:<7} steps with SNR < 1e-2: {(s < 1e-2).sum():>4d}, 1e-2..1: {((s >= 1e-2) & (s <= 1)).sum():>4d}, "
+          f"> 1: {(s > 1).sum():>4d} | SNR from {s.min():.2g} to {s.max():.3g} | "
+          f"lambda_t: {lam[0]:.3g} at t=0, max {lam.max():.1f} at t={lam.argmax()}, {lam[-1]:.1f} at t=999")
+
+# %% [markdown]
 # The figure draws, for the linear and the cosine schedule, the factor on the $\epsilon$-MSE (left) and the
 # full weight relative to the bound, $\lambda'_t$, normalised to sum to one over $t$ (right), against SNR.
 # Shaded: coarse, content and clean-up stages.
@@ -187,7 +220,8 @@ print("lambda_t (Eq. p2-lambda)  " + "".join(f"{p2_lambda_t(ref.betas)[t]:>11.4g
 # %%
 import matplotlib.pyplot as plt
 
-STAGES = {"coarse": (1e-6, 1e-2), "content": (1e-2, 1.0), "clean-up": (1.0, 1e5)}
+SNR_RANGE = (1e-10, 1e5)   # covers both schedules (the cosine one reaches ~2e-9 at its last step)
+STAGES = {"coarse": (SNR_RANGE[0], 1e-2), "content": (1e-2, 1.0), "clean-up": (1.0, SNR_RANGE[1])}
 STAGE_COLORS = {"coarse": "#56B4E9", "content": "#F0E442", "clean-up": "#CC79A7"}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for sched, style in (("linear", "-"), ("cosine", "--")):
@@ -205,6 +239,7 @@ for ax, ylabel in zip(axes, ["factor on the ε-MSE, 1/(k+SNR)^γ", "λ'_t, norma
         ax.text(np.sqrt(lo * hi), 1.02, name, transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(*SNR_RANGE)
     ax.set_xlabel("SNR(t)")
     ax.set_ylabel(ylabel)
 axes[0].legend(ncol=2, fontsize=7)
@@ -214,7 +249,8 @@ fig
 # %% [markdown]
 # Read with the printed values: γ = 1 divides the weight of the first step by $10^4$ and leaves the coarse stage
 # untouched, so the content stage carries a larger share of the loss. The cosine schedule keeps about half of its
-# steps at SNR > 1 (the linear one about a quarter, 259 of 1000), so the same γ down-weights more of its steps.
+# steps at SNR > 1 (the linear one about a quarter; counts printed above), so the same γ down-weights more of its
+# steps.
 #
 # ## 4. Why a too-large γ leaves noise in the samples
 #
@@ -269,8 +305,10 @@ for sched in ("linear", "cosine"):
 # $\mathcal{L}_\text{simple}$, and is the gap larger on a small dataset (1,000 images) and without the 16×16
 # attention layers (the two settings where the paper reports the largest gains)? Every arm trains the same
 # unconditional model for the same steps with the same seed; only the loss weight, the data and the attention
-# differ. The FID of the main arms is measured every `eval_every` steps with a cheap deterministic DDIM sampler,
-# against the statistics of the whole CIFAR-10 train set.
+# differ. The main arms (with attention, γ ∈ {0, P2's γ}) are trained in chunks of `eval_every` steps; after each
+# chunk the EMA model's FID is measured with a cheap deterministic DDIM sampler (`curve_samples` samples) against
+# the statistics of the whole CIFAR-10 train set, and at the end once more with the respaced ancestral sampler on
+# `eval.num_samples` samples. The preset's `projected_gpu_seconds` counts all of it (every chunk, every FID).
 
 # %%
 train_full = common.load_train_images(P.num_train_images)
@@ -303,7 +341,7 @@ def fid_of(model, n, steps, method, seed):
     return fid_features_to_stats(feats, ref_stats.mu, ref_stats.sigma), images
 
 
-MAIN_ARMS = [a[0] for a in P.arms if a[3] and (a[1] == 0 or a[1] == P.p2_gamma)]   # with attention, γ ∈ {0, P2}
+MAIN_ARMS = P.main_arms   # with attention, γ ∈ {0, P2's γ}: the arms with a FID curve
 curves, finals, trainers, samples = {}, {}, {}, {}
 timer = provenance.Stopwatch()
 with timer:

@@ -151,6 +151,25 @@ fig
 # Everything else is a standard classifier-free-guidance DDPM {cite}`ho2022classifier`: labels are replaced by the
 # null label for the **whole batch** with probability 0.1, and sampling uses
 # $\tilde\epsilon = (1+\omega)\,\epsilon_\theta(x_t, y) - \omega\,\epsilon_\theta(x_t, \varnothing)$.
+#
+# **The baseline.** At `paper` scale the baseline is the CBDM repository's CIFAR model and recipe (papers.md §5.1);
+# the table reads both the `paper` preset and the one this notebook runs, so the difference in scale is explicit.
+
+# %%
+def recipe(preset):
+    m, t, d = preset.model, preset.train, preset.diffusion
+    return {"channels": m.model_channels, "channel mult": str(m.channel_mult), "res blocks": m.num_res_blocks,
+            "attention at": str(m.attention_resolutions), "dropout": m.dropout, "T": d.steps,
+            "β schedule": d.noise_schedule, "variance": "fixed small" if d.sigma_small else "fixed large (β_t)",
+            "lr": t.lr, "warm-up": t.warmup_steps, "grad clip": t.grad_clip, "EMA": t.ema_rate,
+            "batch": t.batch_size, "steps": t.steps, "label drop": f"{preset.p_uncond} ({preset.uncond_mode})",
+            "τ, γ": f"{preset.tau:g}, {preset.gamma:g}", "sampler": f"{preset.eval.sample_steps}-step ancestral",
+            "ω": preset.omega}
+
+
+PAPER = get_preset("cbdm", "paper")
+display(plotting.metrics_table([{"": k, "paper (CBDM repo, CIFAR)": paper_value, f"{P.scale} (this run)": v}
+                                for (k, paper_value), v in zip(recipe(PAPER).items(), recipe(P).values())]))
 
 # %% [markdown]
 # ### The paper's piece, shown from the package
@@ -178,7 +197,7 @@ print(inspect.getsource(Trainer._drop_labels))
 # | CBDM | Eq. {eq}`cbdm-loss`, $y' \sim p_\text{tr}$ (official from scratch) | `P.seeds` |
 # | CBDM, $y'$ uniform | Eq. {eq}`cbdm-loss`, $y' \sim \mathcal{U}$ | first seed |
 # | CBDM + P2 | Eq. {eq}`cbdm-loss` with the $\epsilon$-MSE weighted by $1/(1+\mathrm{SNR})^{\gamma_\text{P2}}$ (beyond the paper) | first seed |
-# | CBDM, other τ | Eq. {eq}`cbdm-loss` with another τ | first seed |
+# | CBDM, other τ (`tau_sweep`) | Eq. {eq}`cbdm-loss` with another τ | first seed |
 #
 # Evaluation as the paper: class-balanced labels (every class equally often), FID against the statistics of
 # the **full, balanced** CIFAR-10 train set {cite}`heusel2017fid`, KID {cite}`binkowski2018kid` and
@@ -213,9 +232,7 @@ print("CBDM+P2: ", *[(k, v) for k, v in diffusion_kwargs(p2_gamma=P.p2_gamma or 
 
 # %%
 models, histories, train_seconds = {}, {}, {}
-arms = [("baseline", s, dict(cbdm=False)) for s in P.seeds] + [("CBDM", s, {}) for s in P.seeds]
-arms += [(name, P.seeds[0], overrides) for name, overrides in P.ablations]
-for name, seed, overrides in arms:
+for name, seed, overrides in P.arms:   # baseline and CBDM per seed, then the single-seed ablations
     with provenance.Stopwatch() as sw:
         models[(name, seed)], histories[(name, seed)] = train_arm(seed, **overrides)
     train_seconds[(name, seed)] = sw.elapsed
@@ -232,6 +249,7 @@ real = common.load_train_images(P.eval.fid_reference_images)
 real_feats = compute_features(real.images, progress=False)
 real_labels = real.labels.numpy()
 ref_stats = feature_stats(real_feats)
+class_ref = longtail.class_reference_stats(real_feats, real_labels, counts, P.n_head, P.n_tail)   # once, every arm
 n_pr = min(P.eval.num_samples, len(real))
 per = n_pr // K
 pr_idx = np.concatenate([np.flatnonzero(real_labels == c)[:per] for c in range(K)])
@@ -248,18 +266,23 @@ def sample_arm(model, n, omega, seed, method="ancestral", steps=None):
     return images, labels
 
 
-def score(images, labels, full=True):
-    """FID vs the full train statistics; with ``full`` also KID, precision/recall and the per-class breakdown."""
+def score(images, labels, level="full"):
+    """Metrics of one sample set against the full balanced train statistics.
+
+    ``level``: ``"fid"`` (FID only), ``"pr"`` (+ precision/recall, k = ``recall_k``: fidelity and diversity) or
+    ``"full"`` (+ KID and the per-class / head-mid-tail breakdown).
+    """
     feats = compute_features(images, progress=False)
     out = {"FID": fid_features_to_stats(feats, ref_stats.mu, ref_stats.sigma), "n": len(images)}
-    if full:
+    if level in ("pr", "full"):
+        pr = prdc(real_pr, feats, k=P.recall_k, device=device)
+        out.update({"precision": pr["precision"], "recall": pr["recall"]})
+    if level == "full":
         kid_mean, kid_std = kid(feats, real_pr, subset_size=min(P.kid_subset, len(feats), len(real_pr)),
                                 device=device)
-        pr = prdc(real_pr, feats, k=P.recall_k, device=device)
-        out.update({"KID×10³": 1e3 * kid_mean, "KID std×10³": 1e3 * kid_std, "precision": pr["precision"],
-                    "recall": pr["recall"]})
-        out["lt"] = longtail.lt_fid_breakdown(feats, labels.numpy(), real_feats, real_labels, counts,
-                                              P.n_head, P.n_tail)
+        out.update({"KID×10³": 1e3 * kid_mean, "KID std×10³": 1e3 * kid_std})
+        out["lt"] = longtail.lt_fid_breakdown(feats, labels.numpy(), None, None, counts, P.n_head, P.n_tail,
+                                              reference=class_ref)
     return out
 
 
@@ -356,19 +379,31 @@ fig
 #
 # **Question:** how does FID depend on ω for each arm? The paper tunes ω per method (the official README uses
 # ω = 0.8 for the CIFAR-100-LT baseline and 1.6 for CBDM, papers.md §5.1); a fair comparison looks at each arm's
-# best ω, not only at a shared one. Seed-0 models, `sweep_samples` samples per point.
+# best ω, not only at a shared one. Seed-0 models, `sweep_samples` samples per point; the point at the main
+# comparison's ω reuses the first `sweep_samples` of that comparison's samples (same model, same ω) instead of
+# drawing new ones. Precision and recall are printed beside FID: guidance trades diversity (recall) for fidelity
+# (precision).
 
 # %%
-sweep = {}
+sweep, sweep_rows = {}, []
 for name in ("baseline", "CBDM"):
     sweep[name] = []
     for omega in P.omega_sweep:
-        images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, omega, seed=2000)
-        r = score(images, labels, full=False)
+        if omega == P.omega:   # reuse the main comparison's seed-0 samples
+            m = main[(name, P.seeds[0])]
+            images, labels = m["images"][:P.sweep_samples], m["labels"][:P.sweep_samples]
+        else:
+            images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, omega, seed=2000)
+        r = score(images, labels, level="pr")
         sweep[name].append((omega, r["FID"]))
+        sweep_rows.append({"arm": name, "ω": omega, "FID": r["FID"], "precision": r["precision"],
+                           "recall": r["recall"]})
 fig = plotting.curves(None, {n: tuple(zip(*v)) for n, v in sweep.items()}, "guidance strength ω",
                       f"FID (n={P.sweep_samples}){SMOKE_LABEL}", markers=True)
 fig
+
+# %%
+display(plotting.metrics_table(sweep_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f", "ω": "g"}))
 
 # %%
 best = {n: min(v, key=lambda p: p[1]) for n, v in sweep.items()}
@@ -378,25 +413,42 @@ for n, (omega, f) in best.items():
 # %% [markdown]
 # ### 3.5 Ablations: the label distribution of $y'$, τ, and CBDM + P2
 #
-# **Question:** does drawing $y'$ uniformly instead of from the training frequencies change the result; how
-# sensitive is CBDM to τ (τ = 0 is the baseline); and do the two extension points compose: does adding P2
-# weighting ({doc}`05_p2`) to CBDM help? Single seed, `sweep_samples` samples at ω = `omega`; the seed-0 baseline
-# and CBDM at the same ω come from the sweep above. These rows are *beyond the paper* where marked.
+# **Question:** does drawing $y'$ uniformly instead of from the training frequencies change the result; how does
+# τ move CBDM along the fidelity–diversity axis (τ = 0 is the baseline; a larger τ pulls the conditional
+# predictions harder toward each other, which should raise recall and, past some point, cost precision); and do
+# the two extension points compose: does adding P2 weighting ({doc}`05_p2`) to CBDM help? Single seed,
+# `sweep_samples` samples at ω = `omega`, FID with precision (fidelity) and recall (diversity); the seed-0
+# baseline and CBDM rows are the ω-sweep points above. Rows *beyond the paper* are marked.
 
 # %%
-omega_idx = list(P.omega_sweep).index(P.omega)
-abl_rows = [{"arm": "baseline (τ = 0)", "τ": 0.0, "y'": "-", "P2 γ": 0.0, "FID": sweep["baseline"][omega_idx][1]},
-            {"arm": "CBDM", "τ": P.tau, "y'": P.label_dist, "P2 γ": 0.0, "FID": sweep["CBDM"][omega_idx][1]}]
+at_omega = {r["arm"]: r for r in sweep_rows if r["ω"] == P.omega}
+METRICS = ("FID", "precision", "recall")
+abl_rows = [{"arm": "baseline (τ = 0)", "τ": 0.0, "y'": "-", "P2 γ": 0.0,
+             **{k: at_omega["baseline"][k] for k in METRICS}},
+            {"arm": "CBDM", "τ": P.tau, "y'": P.label_dist, "P2 γ": 0.0, **{k: at_omega["CBDM"][k] for k in METRICS}}]
 for name, overrides in P.ablations:
     images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=2000)
-    r = score(images, labels, full=False)
+    r = score(images, labels, level="pr")
     abl_rows.append({"arm": name + (" (beyond the paper)" if "p2_gamma" in overrides else ""),
                      "τ": overrides.get("tau", P.tau), "y'": overrides.get("label_dist", P.label_dist),
-                     "P2 γ": overrides.get("p2_gamma", 0.0), "FID": r["FID"]})
-display(plotting.metrics_table(abl_rows, formats={"FID": ".2f", "τ": ".2g", "P2 γ": ".2g"}))
-tau_points = sorted([(r["τ"], r["FID"]) for r in abl_rows if r["y'"] in (P.label_dist, "-") and r["P2 γ"] == 0.0])
-print("τ sweep (FID, n=%d): " % P.sweep_samples + ", ".join(f"τ={t:g}: {f:.2f}" for t, f in tau_points)
-      + SMOKE_LABEL)
+                     "P2 γ": overrides.get("p2_gamma", 0.0), **{k: r[k] for k in METRICS}})
+display(plotting.metrics_table(abl_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f", "τ": ".2g",
+                                                  "P2 γ": ".2g"}))
+
+# %% [markdown]
+# **The τ sweep** (y' from the training distribution, no P2): fidelity (precision) and diversity (recall) against τ.
+
+# %%
+tau_rows = sorted([r for r in abl_rows if r["y'"] in (P.label_dist, "-") and r["P2 γ"] == 0.0], key=lambda r: r["τ"])
+fig = plotting.curves(None, {m: ([r["τ"] for r in tau_rows], [r[m] for r in tau_rows]) for m in ("precision", "recall")},
+                      "CBDM strength τ (0 = baseline)", f"k-NN precision / recall (n={P.sweep_samples}){SMOKE_LABEL}",
+                      markers=True)
+fig
+
+# %%
+print(f"τ sweep (n={P.sweep_samples}, ω={P.omega:g}): "
+      + "; ".join(f"τ={r['τ']:g}: FID {r['FID']:.2f}, precision {r['precision']:.3f}, recall {r['recall']:.3f}"
+                  for r in tau_rows) + SMOKE_LABEL)
 
 # %% [markdown]
 # ### 3.6 Beyond the paper: DDIM with 100 steps
@@ -410,8 +462,8 @@ if P.ddim_steps:
     for name in ("baseline", "CBDM"):
         images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=2000,
                                     method="ddim", steps=P.ddim_steps)
-        ddim_rows.append({"arm": name, f"ancestral {P.eval.sample_steps} steps": sweep[name][omega_idx][1],
-                          f"DDIM {P.ddim_steps} steps": score(images, labels, full=False)["FID"]})
+        ddim_rows.append({"arm": name, f"ancestral {P.eval.sample_steps} steps": at_omega[name]["FID"],
+                          f"DDIM {P.ddim_steps} steps": score(images, labels, level="fid")["FID"]})
     display(plotting.metrics_table(ddim_rows, formats={k: ".2f" for k in ddim_rows[0] if k != "arm"}))
 
 # %% [markdown]
@@ -444,8 +496,13 @@ print("FID:", verdicts["FID"]["verdict"] + SMOKE_LABEL)
 # What reproduced and what did not is read off the cells above, not asserted here: whether CBDM's mean FID is
 # lower than the baseline's *and* the seed ranges separate (Section 3.1), whether the tail groups gain more than
 # the head (Section 3.2), and whether the conclusion holds at each arm's best ω (Section 3.4). At the `book`
-# budget (about 20 epochs of CIFAR-10-LT) both arms are far from converged; the regulariser's effect is expected to
-# grow as the model starts to fit the tail classes individually, which is where CBDM's argument applies.
+# budget (printed below in epochs of CIFAR-10-LT) both arms are far from converged; the regulariser's effect is
+# expected to grow as the model starts to fit the tail classes individually, which is where CBDM's argument
+# applies.
+
+# %%
+print(f"budget per arm: {P.train.images_seen:,} images = {P.train.images_seen / len(train_lt):.1f} epochs of the "
+      f"{len(train_lt):,}-image training set (the official recipe: {PAPER.train.images_seen:,} images)")
 #
 # ## Provenance
 
@@ -462,6 +519,8 @@ results = {
     "main": {f"{n}/seed{s}": strip(r) for (n, s), r in main.items()},
     "verdicts": verdicts,
     "omega_sweep": {n: [[float(o), float(f)] for o, f in v] for n, v in sweep.items()},
+    "omega_sweep_pr": sweep_rows,
+    "tau_sweep": tau_rows,
     "ablations": abl_rows,
     "ddim": ddim_rows,
     "train_seconds": {f"{n}/seed{s}": t for (n, s), t in train_seconds.items()},

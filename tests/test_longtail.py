@@ -92,3 +92,23 @@ def test_breakdown_matches_metrics_per_class():
     ref = per_class_fid(gen, gen_y, real, real_y, [0, 1, 2])
     for c in range(3):
         assert out["per_class"][c] == pytest.approx(ref[c], rel=1e-6)
+
+
+def test_breakdown_with_precomputed_reference_is_identical():
+    rng = np.random.default_rng(5)
+    counts = [40, 20, 10, 5]
+    real, real_y = rng.normal(size=(200, 12)), np.repeat(np.arange(4), 50)
+    gen, gen_y = rng.normal(size=(60, 12)) + 0.3, np.repeat(np.arange(4), 15)
+    ref = longtail.class_reference_stats(real, real_y, counts, n_head=1, n_tail=1)
+    assert set(ref["per_class"]) == {0, 1, 2, 3} and set(ref["groups"]) == {"head", "mid", "tail"}
+    np.testing.assert_allclose(ref["groups"]["mid"].mu, real[(real_y == 1) | (real_y == 2)].mean(0))
+    a = longtail.lt_fid_breakdown(gen, gen_y, real, real_y, counts, n_head=1, n_tail=1)
+    b = longtail.lt_fid_breakdown(gen, gen_y, None, None, counts, n_head=1, n_tail=1, reference=ref)
+    for c in range(4):
+        assert b["per_class"][c] == pytest.approx(a["per_class"][c], rel=1e-12)
+    for g in ("head", "mid", "tail"):
+        assert b["groups"][g]["union_fid"] == pytest.approx(a["groups"][g]["union_fid"], rel=1e-12)
+    with pytest.raises(ValueError, match="class_reference_stats"):
+        longtail.lt_fid_breakdown(gen, gen_y, None, None, [1, 2, 3], n_head=1, n_tail=1, reference=ref)
+    with pytest.raises(ValueError, match="2 real images"):
+        longtail.class_reference_stats(real[:51], real_y[:51], counts, n_head=1, n_tail=1)

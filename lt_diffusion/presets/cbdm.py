@@ -12,12 +12,15 @@ second forward and backward pass (the γ-term trains the y' branch), so it is co
   T = 100, 8 steps of batch 8 per arm, 10-30 samples per FID against 40 train images. About a minute on 2 CPU
   cores; every number is labelled "smoke: not comparable".
 * ``book``: the 6.9 M-parameter ``book`` UNet (10 classes) on CIFAR-10-LT (12,406 images), T = 1000 linear,
-  300 steps of batch 512 per arm (about 12 epochs): 2 baselines + 2 CBDM + 2 single-seed CBDM variants (y'
-  uniform, CBDM + P2) = 10 baseline-arm equivalents at the ~4.6k img/s measured for a baseline arm on the H100
-  (a CBDM arm ran at ~2.6k img/s: second forward pass): ~335 s. Sampling with CFG costs two forward passes per
-  step (~75 ms per 1,000 passes): main comparison 4 × 2,000 samples × 50 respaced ancestral steps; ω sweep 2 more
-  values × 2 models × 1,000; ablations 2 × 1,000; DDIM-100 2 × 1,000: ~135 s. Inception on ~16 k generated + 50 k
-  reference images. About 8 minutes in all, in one device call. Short of convergence (see chapter 01's book FID).
+  200 steps of batch 512 per arm (about 8 epochs). Arms: 2 baselines + 2 CBDM (the seed pair of the main
+  comparison) + 3 single-seed CBDM variants (y' uniform, CBDM + P2, τ = 3) = 12 baseline-arm equivalents (a CBDM
+  step costs two: its second forward pass is trained by the γ-term; measured 2.6k vs 5.2k img/s at batch 1024) at
+  the 4.6k img/s measured for the book UNet through the Trainer at batch 512: ~267 s. Sampling with CFG costs two
+  denoiser passes per step at ~13.3k passes/s (measured): main comparison 4 × 2,000 samples × 50 respaced
+  ancestral steps; ω sweep 2 more values × 2 models × 1,000 (the ω of the main comparison reuses its samples);
+  3 ablations × 1,000; DDIM-100 2 × 1,000; tail grids: ~143 s. Inception on ~17 k generated + 50 k reference images
+  (~17 s), ~45 s of start-up and CPU-side metrics. About 7.8 minutes in all (``projected_gpu_seconds``), in one
+  device call. Short of convergence (see chapter 01's book FID).
 * ``paper``: the official CBDM-pytorch CIFAR configuration (papers.md §5.1): the DDPM UNet (128 channels,
   1,2,2,2, 2 blocks, attention at 16, dropout 0.1), linear β from 1e-4 to 0.02, T = 1000, fixed-large variance,
   Adam lr 2e-4 with 5,000 warm-up steps, gradient clip 1, EMA 0.9999, batch 48, 300 K steps, whole-batch label
@@ -68,7 +71,12 @@ class CBDMPreset:
         kid_subset: subset size of KID.
         grid_per_class: images per tail class in the sample grids.
         n_head, n_tail: group sizes (see :mod:`lt_diffusion.longtail`).
-        train_img_per_s, sample_img_per_s: throughputs behind the projected cost (estimates on one H100).
+        train_img_per_s: training images per second of a baseline arm through the Trainer (measured on the H100
+            for the ``book`` UNet at batch 512: 4.6k; a CBDM arm counts twice). An assumption at ``paper`` scale.
+        sample_img_per_s: denoiser forward passes per second while sampling (measured: 13.3k at batch 1000); CFG
+            costs two passes per sampling step.
+        setup_s, arm_overhead_s: fixed start-up (data, Inception weights, CPU-side FIDs) and per-arm start-up (model
+            build, first steps) in the projected cost.
         note: what this scale can and cannot show.
     """
 
@@ -99,8 +107,10 @@ class CBDMPreset:
     grid_per_class: int = 8
     n_head: int = 3
     n_tail: int = 3
-    train_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
+    train_img_per_s: float = 4_600.0
+    sample_img_per_s: float = 13_300.0
+    setup_s: float = 25.0
+    arm_overhead_s: float = 2.0
     note: str = ""
 
     def __post_init__(self):
@@ -138,21 +148,41 @@ class CBDMPreset:
             out.append((f"CBDM, τ={t:g}", {"tau": t}))
         return tuple(out)
 
+    @property
+    def arms(self) -> Tuple[Tuple[str, int, Dict[str, object]], ...]:
+        """Every training run ``(name, seed, overrides)``: baseline and CBDM for each seed, then the single-seed
+        ablations (first seed). ``overrides`` holds ``cbdm=False`` for the baseline, else ablation overrides."""
+        out = [("baseline", s, {"cbdm": False}) for s in self.seeds] + [("CBDM", s, {}) for s in self.seeds]
+        out += [(name, self.seeds[0], dict(overrides)) for name, overrides in self.ablations]
+        return tuple(out)
+
     def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds of the whole chapter (estimate from the throughputs above)."""
+        """Projected H100 seconds of the whole chapter (an estimate from measured throughputs, not a measurement).
+
+        Counts every arm's training (a CBDM arm as two baseline arms), every CFG sample set of the notebook (two
+        denoiser passes per step; the ω sweep's point at ``omega`` reuses the main samples), Inception on all
+        generated images and the reference set, and start-up.
+        """
         n = len(self.seeds)
-        step_equiv = n * 1 + n * 2 + 2 * len(self.ablations)   # baseline 1, CBDM arms 2 (second pass)
+        n_abl = len(self.ablations)
+        step_equiv = n * 1 + n * 2 + 2 * n_abl   # baseline 1, CBDM arms 2 (second pass)
         train_s = step_equiv * self.train.images_seen / self.train_img_per_s
-        passes = 2 * (2 * n * self.eval.num_samples * self.eval.sample_steps
-                      + 2 * (len(self.omega_sweep) - 1) * self.sweep_samples * self.eval.sample_steps
-                      + len(self.ablations) * self.sweep_samples * self.eval.sample_steps
-                      + (2 * self.sweep_samples * self.ddim_steps if self.ddim_steps else 0))
+        n_sweep_extra = len(self.omega_sweep) - 1       # the sweep's point at ``omega`` reuses the main samples
+        n_grid = self.grid_per_class * self.n_tail
+        steps = self.eval.sample_steps
+        passes = 2 * (2 * n * self.eval.num_samples * steps
+                      + 2 * n_sweep_extra * self.sweep_samples * steps
+                      + n_abl * self.sweep_samples * steps
+                      + (2 * self.sweep_samples * self.ddim_steps if self.ddim_steps else 0)
+                      + 2 * n_grid * steps)
         sample_s = passes / self.sample_img_per_s
-        n_gen = (2 * n * self.eval.num_samples + (2 * len(self.omega_sweep) + len(self.ablations)
-                 + (2 if self.ddim_steps else 0)) * self.sweep_samples)
+        n_gen = (2 * n * self.eval.num_samples + (2 * n_sweep_extra + n_abl + (2 if self.ddim_steps else 0))
+                 * self.sweep_samples)
         n_ref = self.eval.fid_reference_images or 50_000
         fid_s = (n_gen + n_ref) / H100_INCEPTION_IMG_PER_S
-        return {"train_s": train_s, "sample_s": sample_s, "fid_s": fid_s, "total_s": train_s + sample_s + fid_s}
+        overhead_s = self.setup_s + len(self.arms) * self.arm_overhead_s
+        return {"train_s": train_s, "sample_s": sample_s, "fid_s": fid_s, "overhead_s": overhead_s,
+                "total_s": train_s + sample_s + fid_s + overhead_s}
 
 
 _SMOKE = CBDMPreset(
@@ -180,24 +210,24 @@ _BOOK = CBDMPreset(
     scale="book",
     model=get_model_config("book", num_classes=10, dropout=0.1),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    # Sized with the throughput measured in this chapter's own H100 run (DESIGN.md, 2026-11-22): the Trainer
-    # moves ~4.6-5.2k img/s for a baseline arm and ~2.6k img/s for a CBDM arm (second forward pass) at batch
-    # 512-1024. A first run at 350 x 1024 spent its whole 540 s cell limit in training.
-    train=TrainSpec(steps=300, batch_size=512, lr=3e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.995),
+    # Sized with the throughput measured on the H100 (DESIGN.md, 2026-11-22): the Trainer moves ~4.6-5.2k img/s for
+    # a baseline arm and ~2.6k img/s for a CBDM arm (second forward pass) at batch 512-1024. A first run at
+    # 350 x 1024 spent its whole 540 s cell limit in training (measured: baseline arms 79 / 69 s, CBDM arms 137 s).
+    # EMA 0.98 (horizon ~50 steps): with 0.995 a 200-step run would keep a third of the initial weights.
+    train=TrainSpec(steps=200, batch_size=512, lr=3e-4, warmup_steps=30, grad_clip=1.0, ema_rate=0.98),
     eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train", grid=100),
     seeds=(0, 1),
     omega=1.0,
     omega_sweep=(0.0, 1.0, 2.0),
     sweep_samples=1000,
-    tau_sweep=(),
+    tau_sweep=(3.0,),
     compare_uniform=True,
     ddim_steps=100,
-    train_img_per_s=4_600.0,    # measured, baseline arm (a CBDM arm counts twice in projected_gpu_seconds)
+    train_img_per_s=4_600.0,    # measured, baseline arm at batch 512 (a CBDM arm counts twice)
     sample_img_per_s=13_300.0,  # denoiser passes per second at batch 1000 (~75 ms per step, measured)
-    note="book: 0.15 M training images per arm (the official recipe: 14 M), far short of convergence; the chapter "
-         "compares arms at one equal budget with two seeds for the main pair, plus y' uniform and CBDM + P2; the "
-         "τ sweep beyond {0, 1} runs at paper scale only. About 8 minutes on one H100 (one device call). Not a "
-         "reproduction of the paper.",
+    note="book: 0.1 M training images per arm (the official recipe: 14 M), far short of convergence; the chapter "
+         "compares arms at one equal budget with two seeds for the main pair, plus single-seed y' uniform, "
+         "CBDM + P2 and τ = 3. About 8 minutes on one H100, in one device call. Not a reproduction of the paper.",
 )
 
 _PAPER = CBDMPreset(

@@ -9,12 +9,15 @@ Costs (one H100, bf16; estimates from throughput, see ``P2Preset.projected_gpu_s
 * ``smoke``: the 0.19 M-parameter ``smoke`` UNet, T = 100, 512 real images, arms baseline / P2 / γ = 3 only, 12 steps of batch 8 per
   arm, 10-20 samples per FID against 40 train images. About a minute on 2 CPU cores; FID is labelled
   "smoke: not comparable".
-* ``book``: the 6.9 M-parameter ``book`` UNet, T = 1000 linear, 7 trainings of 2,400 steps at batch 128
-  (baseline/P2 × all data/1k subset, baseline/P2 without 16×16 attention, γ = 3): 2.15 M images, ~110 s at
-  20 k img/s. FID over training: 3 checkpoints × 4 main arms × 2,000 samples with 50 DDIM steps (1.2 M forward
-  passes, ~20 s); final FID of the 4 main arms on 5,000 samples with 100 respaced ancestral steps (2 M forward
-  passes, ~35 s); the other arms at 2,000 samples (0.3 M, ~5 s); Inception on ~50 k generated + 50 k reference
-  images (~25 s; the reference statistics are cached after the first chapter). About 3.5 minutes in all.
+* ``book``: the 6.9 M-parameter ``book`` UNet, T = 1000 linear, 7 trainings of 400 steps at batch 512 (baseline/P2
+  × all data/1k subset, baseline/P2 without 16×16 attention, γ = 3): 1.43 M images, ~312 s at the 4.6k img/s that
+  the Trainer measured for this model at batch 512 on the H100 (chapter 01's book run; DESIGN.md). Each arm is
+  trained in chunks of ``eval_every`` steps with a FID between chunks: 4 checkpoints × 4 main arms + 3 other arms
+  = 19 FIDs of 1,000 samples with 25 DDIM steps (0.48 M denoiser passes), plus the final FID of the 4 main arms
+  on 2,000 samples with 50 respaced ancestral steps (0.4 M passes): ~66 s at the measured 13.3k passes/s
+  (DDIM-50: 38 s per 10k samples). Inception on 27 k generated + 50 k reference images (~19 s; the reference
+  statistics are cached after the first chapter on a machine) and ~29 s of setup and per-arm start-up (first
+  steps, model build). About 7 minutes in all (``projected_gpu_seconds``), inside one 10-minute device call.
 * ``paper``: the P2 repository's training recipe (README: the "lightweight" ADM with 128 channels, one residual
   block per level, attention at 16, 64 channels per head, BigGAN up/down-sampling, AdaGN, dropout 0, learned
   variance with L_hybrid, linear T = 1000, lr 2e-5, batch 8, γ = 1, k = 1, 250 sampling steps), moved to CIFAR-10
@@ -63,7 +66,11 @@ class P2Preset:
         recon_images: images in that figure.
         check_t: timesteps at which the weight values are printed (a deterministic, checked cell).
         seed: seed of every arm (one seed per arm: the chapter compares weightings, not seeds).
-        train_img_per_s, sample_img_per_s: throughputs behind the projected cost (estimates on one H100).
+        train_img_per_s: training images per second through the Trainer (measured on the H100 for the ``book``
+            UNet at batch 512: 4.6k; an assumption at ``paper`` scale).
+        sample_img_per_s: denoiser forward passes per second while sampling (measured: 13.3k at batch 1000).
+        setup_s, arm_overhead_s: fixed start-up (data, Inception weights) and per-arm start-up (model build, first
+            steps) in the projected cost.
         note: what this scale can and cannot show.
     """
 
@@ -87,8 +94,10 @@ class P2Preset:
     recon_images: int = 6
     check_t: Tuple[int, ...] = (0, 250, 500, 750, 999)
     seed: int = 0
-    train_img_per_s: float = 20_000.0
-    sample_img_per_s: float = 60_000.0
+    train_img_per_s: float = 4_600.0
+    sample_img_per_s: float = 13_300.0
+    setup_s: float = 15.0
+    arm_overhead_s: float = 2.0
     note: str = ""
 
     def __post_init__(self):
@@ -131,20 +140,38 @@ class P2Preset:
         """The model config of an arm: ``attention=False`` clears ``attention_resolutions``."""
         return self.model if attention else dataclasses.replace(self.model, attention_resolutions=())
 
+    @property
+    def main_arms(self) -> Tuple[str, ...]:
+        """Arms with a FID curve over training and a final FID: attention on, γ ∈ {0, ``p2_gamma``}."""
+        return tuple(a[0] for a in self.arms if a[3] and a[1] in (0.0, self.p2_gamma))
+
+    def num_fids(self) -> Dict[str, int]:
+        """How many FIDs the chapter computes: ``{"curve": ..., "final": ...}``.
+
+        Every main arm gets one curve FID (``curve_samples``, DDIM) at each checkpoint, the last one included; every
+        other arm one curve FID at the end; the main arms also get one final FID (``eval.num_samples``).
+        """
+        n_main = len(self.main_arms)
+        return {"curve": n_main * len(self.checkpoints) + len(self.arms) - n_main, "final": n_main}
+
     def projected_gpu_seconds(self) -> Dict[str, float]:
-        """Projected H100 seconds of the whole chapter (estimate from the throughputs above)."""
+        """Projected H100 seconds of the whole chapter (an estimate from measured throughputs, not a measurement).
+
+        Counts every arm's training (chunked or not, the images are the same), every checkpoint FID of the chunked
+        main arms, the final FIDs, Inception on all generated images and on the reference set, and start-up.
+        """
         n_arms = len(self.arms)
-        n_main = 4 if self.subset_arms else 2
-        base = projected_gpu_seconds(self.train, self.eval, self.train_img_per_s, self.sample_img_per_s,
-                                     n_trainings=n_arms, n_sample_sets=n_main)
-        n_curve = n_main * len(self.checkpoints) + (n_arms - n_main)
-        curve_s = n_curve * self.curve_samples * self.curve_ddim_steps / self.sample_img_per_s
-        curve_fid_s = n_curve * self.curve_samples / H100_INCEPTION_IMG_PER_S
-        out = dict(base)
-        out["sample_s"] += curve_s
-        out["fid_s"] += curve_fid_s
-        out["total_s"] = out["train_s"] + out["sample_s"] + out["fid_s"]
-        return out
+        fids = self.num_fids()
+        train_s = n_arms * self.train.images_seen / self.train_img_per_s
+        passes = (fids["curve"] * self.curve_samples * self.curve_ddim_steps
+                  + fids["final"] * self.eval.num_samples * self.eval.sample_steps)
+        sample_s = passes / self.sample_img_per_s
+        n_ref = self.eval.fid_reference_images or 50_000
+        n_gen = fids["curve"] * self.curve_samples + fids["final"] * self.eval.num_samples
+        fid_s = (n_gen + n_ref) / H100_INCEPTION_IMG_PER_S
+        overhead_s = self.setup_s + n_arms * self.arm_overhead_s
+        return {"train_s": train_s, "sample_s": sample_s, "fid_s": fid_s, "overhead_s": overhead_s,
+                "total_s": train_s + sample_s + fid_s + overhead_s}
 
 
 _SMOKE = P2Preset(
@@ -173,16 +200,22 @@ _BOOK = P2Preset(
     scale="book",
     model=get_model_config("book"),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=2400, batch_size=128, lr=2e-4, warmup_steps=200, grad_clip=1.0, ema_rate=0.999),
-    eval=EvalSpec(num_samples=5000, sample_steps=100, batch_size=1000, fid_reference="train", grid=64),
+    # batch 512: the book UNet is launch-bound at batch 128 (2.2k img/s) and moves 4.6k img/s at 512 through the
+    # Trainer (measured, DESIGN.md). EMA 0.98 (horizon ~50 steps): with 0.999 a 400-step run would keep ~2/3 of
+    # the initial weights in the EMA model.
+    train=TrainSpec(steps=400, batch_size=512, lr=3e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.98),
+    eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train", grid=64),
     large_gamma=3.0,
     subset_size=1000,
     no_attention_arms=True,
-    eval_every=800,
-    curve_samples=2000,
-    curve_ddim_steps=50,
-    note="book: 0.3 M training images per arm (the paper trains for hours per model at 256x256), so FIDs are "
-         "far from converged; the chapter compares weightings at one small, equal budget and one seed.",
+    eval_every=100,
+    curve_samples=1000,
+    curve_ddim_steps=25,
+    train_img_per_s=4_600.0,    # measured: book UNet through the Trainer at batch 512 (01_ddpm book run)
+    sample_img_per_s=13_300.0,  # measured: ~75 ms per denoiser pass at batch 1000 (DDIM-50, 38 s per 10k)
+    note="book: 0.2 M training images per arm (about 4 epochs of CIFAR-10; the paper trains for days at 256x256), "
+         "so FIDs are far from converged; the chapter compares weightings at one small, equal budget and one seed. "
+         "About 7 minutes on one H100 (one device call).",
 )
 
 _PAPER = P2Preset(
