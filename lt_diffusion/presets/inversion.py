@@ -20,9 +20,9 @@ the doubled batch), a ResNet-18 step at batch 512 ~60 ms (assumed), start-up ~20
   10-40 images per set. Every number is "smoke: not comparable" (under a minute on 2 CPU cores).
 * ``book``: two 6.9 M-parameter generators, 600 steps of batch 512 each (≈ 134 s); inversion of 1,000
   scarce-data images and of the 1,536 LT images of the classes below 1,000 images, 100 steps in groups of 512
-  (≈ 38 s); DDIM-50 (η = 1) sampling with CFG of the figures' 13 calls (≈ 49 s, each at the launch-bound
+  (≈ 38 s); DDIM-50 (η = 1) sampling with CFG of the figures' 12 calls (≈ 45 s, each at the launch-bound
   floor), of 2,000 scarce-data images (≈ 15 s) and of 2 × 4,464 LT images (≈ 68 s); sixteen ResNet-18 runs at
-  batch 512 (eleven of 100 steps, five of 120 steps) and their test evaluations (≈ 110 s). ≈ 434 s (7.2 min)
+  batch 512 (eleven of 100 steps, five of 120 steps) and their test evaluations (≈ 110 s). ≈ 433 s (7.2 min)
   projected with start-up, in one papermill run that fits one 10-minute device call with ~2 minutes to spare,
   so the chapter is not split.
 * ``paper``: the official recipe (papers.md §7): inversion with AdamW lr 3e-2 (constant, no warm-up),
@@ -50,8 +50,8 @@ CHAPTER = "diffusion_inversion"
 
 # Cost model of the lent H100 beside the measured step times of ``InversionPreset`` (DESIGN.md, 2026-11-22).
 STARTUP_S = 20.0   # imports, CUDA context, dataset load, warm-up (assumed)
-#: Images per class in the class-conditional sample grid of each generator.
-N_GRID_PER_CLASS = 8
+#: Images per class in the class-conditional sample grid of the generator pretrained on all of CIFAR-10.
+N_GRID_PER_CLASS = 6
 #: Scarce images whose reconstructions, λ sweep and fixed-noise denoising loss the chapter measures.
 N_REC = 200
 #: Timesteps of the fixed-noise denoising-loss comparison, and the conditionings compared there
@@ -207,17 +207,16 @@ class InversionPreset:
                      * max(self.train_step_s, min(self.invert_group, n) / self.invert_img_per_s)
                      for n in (self.scarce_images, self.lt_to_invert))
         n_rec = min(N_REC, self.scarce_images)
-        # the notebook's figure calls: a class grid per generator; c_i (two seeds), class vector and null-row
+        # the notebook's figure calls: a class grid of the first generator; c_i (two seeds), class vector and null-row
         # reconstructions of n_rec images; the λ > 0 rows on the same images; one call per interpolated pair
         grid = 10 * N_GRID_PER_CLASS
-        figures = (2 * self._cfg_sample_s(grid, self.sample_batch)
+        figures = (self._cfg_sample_s(grid, self.sample_batch)
                    + (4 + len(self.lambda_grid) - 1) * self._cfg_sample_s(n_rec, self.sample_batch)
                    + 3 * self._cfg_sample_s(len(self.alpha_grid), len(self.alpha_grid)))
         sample = (figures + self._cfg_sample_s(max(self.gen_sizes), self.sample_batch)
                   + 2 * self._cfg_sample_s(sum(self.lt_to_generate), self.sample_batch))
-        # fixed-noise denoising loss: plain forwards (no CFG) in batches of 1,000
-        evals = N_COND_EVAL * math.ceil(n_rec * N_T_EVAL / 1000) * max(self.sample_step_s,
-                                                                       min(1000, n_rec * N_T_EVAL) / self.sample_img_per_s)
+        # fixed-noise denoising loss: one plain forward (no CFG) of the n_rec images per timestep and conditioning
+        evals = N_COND_EVAL * N_T_EVAL * max(self.sample_step_s, n_rec / self.sample_img_per_s)
         n_runs = self.n_scarce_runs + N_LT_ARMS
         clf_step = max(self.clf_step_s, self.clf_batch / self.clf_img_per_s)
         clf = (self.n_scarce_runs * self.clf_steps_scarce + N_LT_ARMS * self.clf_steps_lt) * clf_step \
