@@ -117,3 +117,24 @@ def _as_sorted_steps(use_timesteps: Iterable[int], num_timesteps: int) -> List[i
     if steps[0] < 0 or steps[-1] >= num_timesteps:
         raise ValueError(f"use_timesteps must lie in [0, {num_timesteps}), got min {steps[0]}, max {steps[-1]}")
     return steps
+
+
+def skip_prefix_timesteps(num_timesteps: int, fraction: float, steps: int) -> Set[int]:
+    """Kept steps for a sampler that skips the first ``fraction`` of the *reverse* process.
+
+    The reverse chain starts from x ~ N(0, I) at ``t_start = floor((1 - fraction) T)`` instead of ``T`` and runs
+    ``steps`` evenly strided steps over ``[0, t_start)`` (``space_timesteps(t_start, steps)``; respacing keeps ᾱ on
+    the kept steps). With ``fraction = 0`` this is exactly ``space_timesteps(T, steps)``. It measures how much the
+    noisiest part of a schedule contributes to samples (Nichol & Dhariwal 2021, Sec. 3.2, their Fig. 4: a linear
+    schedule loses little FID when up to 20% of the reverse process is skipped).
+
+    Returns the set of kept original indices (feed it to ``use_timesteps``).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction}")
+    # The small offset keeps e.g. (1 - 0.3) * 1000 = 700.0000000000001 and 699.9999999999999 both at 700.
+    t_start = int(math.floor((1.0 - fraction) * num_timesteps + 1e-9))
+    if steps < 1 or steps > t_start:
+        raise ValueError(f"cannot run {steps} steps over the {t_start} steps left after skipping {fraction:.0%} of "
+                         f"T={num_timesteps}; use 1 <= steps <= {t_start} or a smaller fraction")
+    return space_timesteps(t_start, steps)

@@ -54,10 +54,14 @@ from IPython.display import Markdown, display
 from lt_diffusion import plotting, provenance
 from lt_diffusion.diffusion import GaussianDiffusion
 from lt_diffusion.experiments import common
+from lt_diffusion.metrics import compute_features, fid_features_to_stats
 from lt_diffusion.models import count_parameters
 from lt_diffusion.presets import get_preset
+from lt_diffusion.presets.improved_ddpm import (PAPER_TABLE, PAPER_TABLE_SOURCE, SAMPLER_OPTIONS, STEP_ARM_LABELS,
+                                                STEP_ARMS)
 from lt_diffusion.resample import LossSecondMomentResampler
-from lt_diffusion.schedules import betas_for_alpha_bar, cosine_alpha_bar, get_named_beta_schedule
+from lt_diffusion.sampling import generate
+from lt_diffusion.schedules import betas_for_alpha_bar, cosine_alpha_bar, get_named_beta_schedule, skip_prefix_timesteps
 
 P = get_preset("improved_ddpm", SCALE)
 run = provenance.start_run(SCALE, SEED)
@@ -80,6 +84,31 @@ def schedule(name, T):
 
 
 # %% [markdown]
+# **What does each scale cost?** The three presets of this chapter and their projected time on one H100, from
+# the step costs measured there (DESIGN.md, `benchmarks/results`): `book` is sized to fit one 9-minute device call,
+# `paper` is the paper's configuration (128 channels, 3 blocks, $T = 4000$, batch 128, lr $10^{-4}$, 500 K steps
+# per model, 50 K samples per FID) and is never run here.
+
+# %% tags=["nbval-check-output"]
+budget_rows = []
+for scale in ("smoke", "book", "paper"):
+    p = get_preset("improved_ddpm", scale)
+    c = p.projected_gpu_seconds()
+    budget_rows.append({"scale": scale, "T": p.T, "models": len(p.runs),
+                        "steps x batch": f"{p.train.steps:,} x {p.train.batch_size}",
+                        "images per model (M)": p.train.images_seen / 1e6, "FID sets": p.fid_calls(),
+                        "train (h)": c["train_s"] / 3600, "bound (h)": c["bpd_s"] / 3600,
+                        "sampling + FID (h)": (c["sample_s"] + c["fid_s"]) / 3600,
+                        "total (min)": c["total_s"] / 60, "total (h)": c["total_s"] / 3600})
+display(plotting.metrics_table(budget_rows, formats={"images per model (M)": ".3f", "train (h)": ".3f",
+                                                     "bound (h)": ".3f", "sampling + FID (h)": ".3f",
+                                                     "total (min)": ".1f", "total (h)": ".2f"}))
+paper = get_preset("improved_ddpm", "paper")
+print(f"paper: one 500K-step run = {paper.train.steps * paper.train_step_s / 3600:.1f} h at "
+      f"{paper.train_step_s * 1e3:.0f} ms per step of {paper.train.batch_size} (measured fp32 step x 1.2 Trainer); "
+      f"50K samples x 4000 steps = {50 * 4000 * paper.sample_step_s / 3600:.1f} h per FID")
+
+# %% [markdown]
 # ## 1. The cosine schedule
 #
 # Under DDPM's linear schedule $\bar\alpha_t$ collapses early: the last part of the forward chain is
@@ -92,8 +121,8 @@ def schedule(name, T):
 # $$ (iddpm-cosine)
 #
 # which falls linearly in the middle and changes slowly at both ends. The offset $s = 0.008$ keeps $\beta_t$ from
-# being too small near $t = 0$ (so that $\sqrt{\beta_1}$ is about one pixel bin, $1/127.5$), and the clip at
-# $0.999$ avoids the singularity at $t = T$. The linear schedule is rescaled with $T$ (by $1000/T$) so that every
+# being too small near $t = 0$ (the paper picks it so that $\sqrt{\beta_1}$ is a little below one pixel bin,
+# $1/127.5$; printed below in bins), and the clip at $0.999$ avoids the singularity at $t = T$. The linear schedule is rescaled with $T$ (by $1000/T$) so that every
 # $T$ describes the same process. The package's code:
 
 # %%
@@ -102,19 +131,24 @@ show_source(betas_for_alpha_bar)
 
 # %% [markdown]
 # $\bar\alpha$ at a few fractions of the chain, for the paper's $T = 4000$ and for $T = 1000$ (the same curve,
-# sampled more coarsely):
+# sampled more coarsely), the first step $\sqrt{\beta_1}$ in pixel bins of $1/127.5$, and where $\log\mathrm{SNR}$
+# first drops below $-5$ (under 1% of the variance is signal):
 
 # %% tags=["nbval-check-output"]
 for T in (4000, 1000):
     for name in ("linear", "cosine"):
-        ab = schedule(name, T).alphas_cumprod
+        d = schedule(name, T)
+        ab = d.alphas_cumprod
         vals = "  ".join(f"{f:.2f}:{ab[min(int(f * T), T - 1)]:.5f}" for f in (0.0, 0.25, 0.5, 0.75, 1.0))
-        print(f"T={T} {name:6s} alpha_bar at t/T = {vals}")
+        log_snr = np.log(ab / (1 - ab))
+        print(f"T={T} {name:6s} alpha_bar at t/T = {vals} | sqrt(beta_1) = {np.sqrt(d.betas[0]) * 127.5:.2f} bins"
+              f" | log SNR < -5 from t/T = {(np.argmax(log_snr < -5) + 1) / T:.3f}")
 
 # %% [markdown]
-# **How do the two schedules spend the chain?** $\bar\alpha_t$ and $\log\mathrm{SNR}(t)$ against $t/T$: the linear
-# schedule reaches $\log\mathrm{SNR} < -5$ (under 1% of the variance is signal) by about two thirds of the chain,
-# the cosine schedule only at the very end; its $\log\mathrm{SNR}$ is close to linear in $t$ over most of the chain.
+# **How do the two schedules spend the chain?** $\bar\alpha_t$ (the paper's Figure 5) and $\log\mathrm{SNR}(t)$
+# against $t/T$: the linear schedule reaches $\log\mathrm{SNR} < -5$ at 70% of the chain, the cosine schedule
+# only at 95% (the numbers printed above); the cosine $\log\mathrm{SNR}$ is close to linear in $t$ over most of
+# the chain.
 
 # %%
 T_plot = 4000
@@ -126,9 +160,10 @@ plotting.curves(u, {f"{k}": np.log(v / (1 - v)) for k, v in ab.items()}, xlabel=
                 title="Log signal-to-noise ratio, T = 4000");
 
 # %% [markdown]
-# **What does that look like on an image?** The paper's Figure 3, on CIFAR-10: one test image noised with the same
-# noise draw at evenly spaced $t$, linear schedule (top) and cosine schedule (bottom). The linear rows are pure
-# noise for the last several columns; the cosine rows keep structure until late.
+# **What does that look like on an image?** The paper's Figure 3 (drawn there on ImageNet), here on a CIFAR-10
+# test image: the same image and the same noise draw at evenly spaced $t$, linear schedule (top) and cosine
+# schedule (bottom). The linear row is pure noise for the last several columns; the cosine row keeps structure
+# until late.
 
 # %%
 test = common.load_train_images(None, split="test")
@@ -140,14 +175,16 @@ for name in ("linear", "cosine"):
     d = schedule(name, 1000)
     t = torch.tensor([min(int(f * 1000), 999) for f in fracs])
     rows[name] = d.q_sample(x_img.expand(len(t), -1, -1, -1), t, noise=noise.expand(len(t), -1, -1, -1))
-plotting.image_rows(rows, col_labels=[f"{f:.1f}" for f in fracs], title="q(x_t | x_0) at t/T (T = 1000)");
+# columns: t/T; rows: the schedule (T = 1000)
+plotting.image_rows(rows, col_labels=[f"{f:.1f}" for f in fracs], cell_size=1.0);
 
 # %% [markdown]
 # ## 2. Learning the reverse variance
 #
 # DDPM fixes the reverse variance to $\sigma_t^2 = \beta_t$ or $\sigma_t^2 = \tilde\beta_t$ (the forward posterior
-# variance of chapter 1), the upper and lower bounds of the optimal isotropic variance, and reports equal sample
-# quality with either. The reason is that the two are nearly equal for all but the first steps: **how far apart
+# variance of chapter 1). {cite:t}`ho2020ddpm` note that the first is optimal when $x_0 \sim \mathcal{N}(0, I)$ and
+# the second when $x_0$ is a single fixed point, the two extremes for data with unit variance per coordinate, and
+# report equal sample quality with either. The reason is that the two are nearly equal for all but the first steps: **how far apart
 # are $\beta_t$ and $\tilde\beta_t$ over the chain?** The paper's Figure 1 plots the ratio for several $T$; it is
 # far from one only for the first few percent of the chain, and the region shrinks as $T$ grows.
 
@@ -170,8 +207,8 @@ plotting.curves(None, ratio, xlabel="t / T", ylabel="beta_tilde_t / beta_t", log
 # \Sigma_\theta(x_t, t) = \exp\big(v\,\log\beta_t + (1 - v)\,\log\tilde\beta_t\big),
 # $$ (iddpm-learned-var)
 #
-# with $v$ unconstrained (the official code maps the raw output $o$ to $v = (o + 1)/2$). The
-# `learned_range` branch of the package's `p_mean_variance`:
+# with $v$ unconstrained (the official code maps the raw output $o$ to $v = (o + 1)/2$). Section 5 reads the learned
+# $\Sigma_\theta$ back out of the trained models. The `learned_range` branch of the package's `p_mean_variance`:
 
 # %%
 show_source(GaussianDiffusion.p_mean_variance)
@@ -219,27 +256,31 @@ show_source(LossSecondMomentResampler.update_with_local_losses)
 # schedules, each with $\mathcal{L}_\text{simple}$ (fixed $\sigma_t^2 = \beta_t$) and $\mathcal{L}_\text{hybrid}$
 # (learned $\Sigma_\theta$); cosine with $\mathcal{L}_\text{vlb}$ and importance sampling; and, for the
 # gradient-noise question below, cosine with $\mathcal{L}_\text{vlb}$ and uniform $t$. All runs share the model,
-# data, seed and step count of the preset; only the diffusion and the objective differ.
+# data, seed and step count of the preset; only the diffusion and the objective differ. The runs of the noise
+# figure (`P.noise_runs`) record their loss at every step; the others every `P.log_every` steps (each record is
+# a GPU synchronisation).
 
 # %%
 data = common.load_train_images(P.train.num_train_images)
 models, histories, train_s = {}, {}, {}
 for r in P.runs:
     cfg = dataclasses.replace(P.model, dropout=r.dropout)
+    log_every = 1 if r.key in P.noise_runs else P.log_every
     with provenance.Stopwatch() as timer:
-        _, ema, hist = common.train_model(cfg, r.diffusion, P.train, data, seed=SEED, device=device, log_every=1)
+        _, ema, hist = common.train_model(cfg, r.diffusion, P.train, data, seed=SEED, device=device,
+                                          log_every=log_every)
     models[r.key], histories[r.key], train_s[r.key] = ema, hist, timer.elapsed
-    print(f"{r.diffusion.label:24s} final loss {np.mean([h['loss'] for h in hist[-20:]]):.4f}  "
+    print(f"{r.diffusion.label:24s} final loss {np.mean([h['loss'] for h in hist[-max(1, 20 // log_every):]]):.4f}  "
           f"{timer.elapsed:.1f} s ({P.train.images_seen / timer.elapsed:.0f} img/s)")
 print(f"{count_parameters(ema) / 1e6:.2f} M parameters per model, {len(data)} training images")
 
 # %% [markdown]
-# **Does importance sampling make $\mathcal{L}_\text{vlb}$ less noisy?** The paper's Figure 6 shows the training
-# curves of $\mathcal{L}_\text{vlb}$ with uniform and importance-sampled $t$: the latter is far smoother. Below,
-# the per-step training loss (the unbiased estimate of $\mathcal{L}_\text{vlb}$, in bits/dim) of the two runs,
-# and the spread of that estimate over the second half of training (standard deviation across steps, and the
-# same relative to the mean). Until every $t$ has 10 recorded losses (about $10T/B$ steps) the importance sampler
-# is uniform, so the comparison uses the second half only.
+# **Does importance sampling make $\mathcal{L}_\text{vlb}$ less noisy?** The paper's Figure 6 (ImageNet 64×64)
+# shows learning curves of $\mathcal{L}_\text{vlb}$ with uniform and with importance-sampled $t$: the latter is far
+# smoother and reaches a better bound. Below, the per-step training loss (the unbiased estimate of
+# $\mathcal{L}_\text{vlb}$, in bits/dim) of the two runs, and the spread of that estimate over the second half of
+# training (standard deviation across steps, and the same relative to the mean). Until every $t$ has 10 recorded
+# losses (at least $10T/B$ steps) the importance sampler is uniform, so the comparison uses the second half only.
 
 # %%
 curves_vlb, noise_rows = {}, []
@@ -248,7 +289,8 @@ for key in ("cosine_vlb_uniform", "cosine_vlb_is", "cosine_hybrid"):
     steps_k = np.array([x["step"] for x in h])
     # L_vlb runs log T * L_t (importance-weighted); the hybrid run logs lambda * T * L_t with lambda = 0.001
     loss_k = np.array([x["vb"] if key != "cosine_hybrid" else x["vb"] / 0.001 for x in h])
-    curves_vlb[P.run(key).diffusion.label] = (steps_k, loss_k)
+    if key != "cosine_hybrid":  # the hybrid run shares the uniform t draws: its curve would hide L_vlb's
+        curves_vlb[P.run(key).diffusion.label] = (steps_k, loss_k)
     tail = loss_k[len(loss_k) // 2:]
     noise_rows.append({"run": P.run(key).diffusion.label, "mean L_vlb estimate (bits/dim)": tail.mean(),
                        "std across steps": tail.std(), "std / mean": tail.std() / tail.mean()})
@@ -257,14 +299,15 @@ plotting.curves(None, curves_vlb, xlabel="training step", ylabel="L_vlb estimate
 display(plotting.metrics_table(noise_rows, formats={"std / mean": ".3f"}))
 
 # %% [markdown]
-# (For the hybrid run the curve shows its bound term divided back by $\lambda$, an estimate of the same
-# $\mathcal{L}_\text{vlb}$ under uniform $t$.)
+# (The table's hybrid row is its bound term divided back by $\lambda$, an estimate of the same
+# $\mathcal{L}_\text{vlb}$ under uniform $t$; with the same seed it sees the same $t$ as the uniform $\mathcal{L}_\text{vlb}$
+# run, so most of its spread is the spread of $t$, not of the model.)
 #
 # ## 5. Likelihood per objective, and where the bound lives
 #
 # The exact bound on a batch of CIFAR-10 test images, as the official `calc_bpd_loop` computes it: all $T$ terms
-# with one fresh noise draw each, plus the prior term $L_T$, in bits per dimension (`P.bpd_images` images; the model
-# under bf16 autocast on a GPU).
+# with one fresh noise draw each, plus the prior term $L_T$, in bits per dimension (`P.bpd_images` images, the same
+# images and noise draws for every model; the model under bf16 autocast on a GPU).
 
 # %%
 show_source(GaussianDiffusion.calc_bpd_loop)
@@ -306,26 +349,77 @@ plotting.curves(t_axis, {P.run(k).diffusion.label: np.clip(v, 1e-6, None) for k,
                 title=f"Terms of the variational bound{SMOKE_LABEL}");
 
 # %% [markdown]
+# **Where between $\tilde\beta_t$ and $\beta_t$ does a trained model put its variance?** Equation
+# {eq}`iddpm-learned-var` lets $\Sigma_\theta$ move anywhere in (and, with $v$ unconstrained, beyond) the band
+# between the two fixed choices. Below, the learned variance of each learned-$\Sigma$ model, read out with the
+# package's `p_mean_variance` on `P.variance_images` noised test images at `P.variance_timesteps` log-spaced steps
+# (geometric mean over images and pixels), divided by $\beta_t$; the band's lower edge $\tilde\beta_t/\beta_t$ is
+# drawn for reference (its upper edge is 1). Where the band is wide, at small $t$, is where the choice changes the
+# bound.
+
+# %%
+t_read = np.unique(np.geomspace(1, P.T, P.variance_timesteps).round().astype(int) - 1)
+x_var = x_bpd[: P.variance_images] if len(x_bpd) >= P.variance_images else (
+    common.load_train_images(P.variance_images, split="test").images.float().to(device) / 127.5 - 1.0)
+g = torch.Generator(device).manual_seed(SEED)
+var_curves = {}
+for r in (r for r in P.runs if r.diffusion.learn_sigma):
+    diffusion = common.build_diffusion(r.diffusion)
+    ratio_t = []
+    for t_i in t_read:
+        t = torch.full((len(x_var),), int(t_i), device=device, dtype=torch.long)
+        noise = torch.randn(x_var.shape, generator=g, device=device)
+        with torch.no_grad():
+            out = diffusion.p_mean_variance(common.bf16_model(models[r.key]), diffusion.q_sample(x_var, t, noise=noise), t)
+        ratio_t.append(float(torch.exp(out["log_variance"].float().mean() - np.log(diffusion.betas[t_i]))))
+    var_curves[f"Sigma_theta / beta_t: {r.diffusion.label}"] = ((t_read + 1) / P.T, np.array(ratio_t))
+ref_d = schedule("cosine", P.T)
+var_curves["beta_tilde_t / beta_t (cosine; lower edge)"] = (np.arange(2, P.T + 1) / P.T,
+                                                            ref_d.posterior_variance[1:] / ref_d.betas[1:])
+plotting.curves(None, var_curves, xlabel="t / T", ylabel="variance / beta_t", logx=True,
+                title=f"Learned reverse variance inside [beta_tilde_t, beta_t]{SMOKE_LABEL}");
+
+# %% [markdown]
 # ## 6. Sample quality per objective
 #
-# FID of `P.eval.num_samples` samples per model (the models in `P.fid_runs`: every table row at `book`), with `P.eval.sample_steps` respaced ancestral steps (each model with
-# its own variance: $\beta_t$ for $\mathcal{L}_\text{simple}$, $\Sigma_\theta$ otherwise), against the CIFAR-10
-# train statistics.
+# FID {cite}`heusel2017fid` of `P.eval.num_samples` samples per model (the models in `P.fid_runs`), with
+# `P.eval.sample_steps` respaced ancestral steps (each model with its own variance: $\beta_t$ for
+# $\mathcal{L}_\text{simple}$, $\Sigma_\theta$ otherwise), against the CIFAR-10 train statistics. Each sample set is
+# drawn once: where a later experiment needs the same sampler, model and steps (e.g. the learned-variance model at
+# 50 steps in section 8), it reuses the number. With fewer samples than feature dimensions (2,048) the Fréchet
+# distance is computed in its exact low-rank form (`fid_features_to_stats`).
+
+# %%
+show_source(common.make_sampler)
 
 # %%
 ref = common.fid_reference_stats(P.eval.fid_reference, P.eval.fid_reference_images)
 ref_desc = f"CIFAR-10 {P.eval.fid_reference}" + (
     " (all)" if P.eval.fid_reference_images is None else f" ({P.eval.fid_reference_images} images)")
-fid, sample_s = {}, 0.0
-grids = {}
-for r in (P.run(k) for k in P.fid_runs):
-    sampler = common.make_sampler(r.diffusion, models[r.key], sample_steps=P.eval.sample_steps, device=device)
-    with provenance.Stopwatch() as timer:
-        fid[r.key], images = common.evaluate_fid(sampler, P.eval.num_samples, ref, batch_size=P.eval.batch_size,
-                                                 seed=SEED, device=device, return_images=True)
-    sample_s += timer.elapsed
-    grids[r.key] = images[:16]
-    print(f"{r.diffusion.label:24s} FID {fid[r.key]:7.2f}  ({P.eval.num_samples} samples, {sampler.num_steps} steps, "
+fid_cache, sample_s = {}, 0.0
+
+
+def fid_of(s):
+    """FID of one sample set of the preset (``SampleSet``), drawn once; returns ``(fid, first 16 images)``."""
+    global sample_s
+    if s not in fid_cache:
+        r = P.run(s.run)
+        sampler = common.make_sampler(r.diffusion, models[s.run], use_timesteps=s.timesteps, device=device,
+                                      **SAMPLER_OPTIONS[s.sampler])
+        with provenance.Stopwatch() as timer:
+            images = generate(sampler, s.num_samples, min(P.eval.batch_size, s.num_samples), seed=SEED,
+                              progress=False, device=device)
+            value = fid_features_to_stats(compute_features(images, progress=False), ref.mu, ref.sigma)
+        sample_s += timer.elapsed
+        fid_cache[s] = (value, images[:16])
+    return fid_cache[s]
+
+
+fid, grids = {}, {}
+for key in P.fid_runs:
+    s = P.objective_set(key)
+    fid[key], grids[key] = fid_of(s)
+    print(f"{P.run(key).diffusion.label:24s} FID {fid[key]:7.2f}  ({s.num_samples} samples, {s.num_steps} steps, "
           f"vs {ref_desc}){SMOKE_LABEL}")
 plotting.image_rows({P.run(k).diffusion.label: v for k, v in grids.items()},
                     title=f"Samples per objective ({P.eval.sample_steps} steps){SMOKE_LABEL}", cell_size=0.6);
@@ -334,12 +428,17 @@ plotting.image_rows({P.run(k).diffusion.label: v for k, v in grids.items()},
 # ## 7. Is the end of the linear schedule wasted?
 #
 # The paper observes (its Figure 4, on ImageNet 64×64) that a model trained with the linear schedule loses little
-# FID when the first 20% of the *reverse* process is skipped, i.e. the noisiest steps contribute almost nothing,
-# while under the cosine schedule they matter. **Protocol here:** for the $\mathcal{L}_\text{simple}$ models of
-# both schedules, draw $x \sim \mathcal{N}(0, I)$, treat it as $x_{t_s}$ with $t_s = \lfloor(1 - f)T\rfloor$, and
-# run the ancestral sampler only over the steps $t < t_s$ (`P.skip_steps` steps spread evenly over $[0, t_s)$, with
-# $\bar\alpha$ kept on the kept steps as in respacing). $f = 0$ is the ordinary sampler with the same number of
-# steps. FID of `P.sweep_samples` samples per point, for the models and fractions of the preset.
+# FID when up to 20% of the *reverse* process is skipped: the noisiest steps, where $\bar\alpha_t$ is nearly zero,
+# contribute almost nothing. That is the motivation for the cosine schedule. **Protocol here:** for the
+# $\mathcal{L}_\text{simple}$ models of both schedules, draw $x \sim \mathcal{N}(0, I)$, treat it as $x_{t_s}$ with
+# $t_s = \lfloor(1 - f)T\rfloor$, and run the ancestral sampler only over the steps $t < t_s$ (`P.skip_steps` steps
+# spread evenly over $[0, t_s)$, with $\bar\alpha$ kept on the kept steps as in respacing); $f = 0$ is the
+# ordinary sampler with the same number of steps. Under the cosine schedule $\bar\alpha_{t_s}$ is far from zero
+# already at $f = 0.2$, so starting from pure noise there should hurt; under the linear one it should barely
+# matter. FID of `P.sweep_samples` samples per point. The kept steps:
+
+# %%
+show_source(skip_prefix_timesteps)
 
 # %%
 skip_curves, skip_rows = {}, []
@@ -347,14 +446,10 @@ for key in P.skip_runs:
     r = P.run(key)
     fids = []
     for f in P.skip_fractions:
-        t_start = int(np.floor((1 - f) * P.T))
-        kept = sorted(set(np.linspace(0, t_start - 1, min(P.skip_steps, t_start)).round().astype(int).tolist()))
-        sampler = common.make_sampler(r.diffusion, models[key], use_timesteps=kept, device=device)
-        with provenance.Stopwatch() as timer:
-            value = common.evaluate_fid(sampler, P.sweep_samples, ref, batch_size=P.eval.batch_size, seed=SEED,
-                                        device=device)
-        sample_s += timer.elapsed
+        s = P.skip_set(key, f)
+        value, _ = fid_of(s)
         fids.append(value)
+        t_start = max(s.timesteps) + 1
         ab_start = schedule(r.diffusion.noise_schedule, P.T).alphas_cumprod[t_start - 1]
         skip_rows.append({"schedule": r.diffusion.noise_schedule, "skipped f": f, "start t": t_start,
                           "alpha_bar at start": ab_start, "FID": value})
@@ -373,82 +468,111 @@ display(plotting.metrics_table(skip_rows, formats={"FID": ".2f", "alpha_bar at s
 # adapts to the new step size while a fixed choice does not. **Which sampler degrades least as $K$ falls?** The
 # paper's Figure 8: FID against $K$ for the learned variance ($\mathcal{L}_\text{hybrid}$), for the
 # $\mathcal{L}_\text{simple}$ model with fixed $\sigma^2 = \beta_t$ and with $\sigma^2 = \tilde\beta_t$, and for
-# DDIM {cite}`song2021ddim` ($\eta = 0$) on the $\mathcal{L}_\text{simple}$ model; all on the cosine schedule, with
-# `P.sweep_samples` samples per point (`P.step_arms` picks the samplers; `smoke` runs only one). The paper finds the learned variance best from about 50 steps up and DDIM
-# best below 50.
+# DDIM {cite}`song2021ddim` ($\eta = 0$); here DDIM runs on the $\mathcal{L}_\text{simple}$ model, all on the cosine
+# schedule, with `P.sweep_samples` samples per point. The paper finds the learned variance best from about 50 steps
+# up and DDIM best below 50. The samplers, as data of the preset:
 
 # %%
-ARMS = {  # name in the preset: (label, model, make_sampler options)
-    "learned": ("L_hybrid, learned sigma", "cosine_hybrid", {}),
-    "fixed_large": ("L_simple, sigma^2 = beta_t", "cosine_simple", {"sigma_small": False}),
-    "fixed_small": ("L_simple, sigma^2 = beta_tilde_t", "cosine_simple", {"sigma_small": True}),
-    "ddim": ("L_simple, DDIM (eta = 0)", "cosine_simple", {"method": "ddim"}),
-}
+for name in P.step_arms:
+    print(f"{name:12s} model {STEP_ARMS[name][0]:14s} sampler {STEP_ARMS[name][1]:12s} "
+          f"make_sampler options {SAMPLER_OPTIONS[STEP_ARMS[name][1]]}")
+
+# %%
 step_curves, step_rows = {}, []
 for name in P.step_arms:
-    label, key, arm = ARMS[name]
     fids = []
     for K in P.step_sweep:
-        sampler = common.make_sampler(P.run(key).diffusion, models[key], sample_steps=K, device=device, **arm)
-        with provenance.Stopwatch() as timer:
-            value = common.evaluate_fid(sampler, P.sweep_samples, ref, batch_size=P.eval.batch_size, seed=SEED,
-                                        device=device)
-        sample_s += timer.elapsed
+        value, _ = fid_of(P.step_set(name, K))
         fids.append(value)
-        step_rows.append({"sampler": label, "steps": K, "FID": value})
-    step_curves[label] = (np.array(P.step_sweep), np.array(fids))
+        step_rows.append({"sampler": STEP_ARM_LABELS[name], "steps": K, "FID": value})
+    step_curves[STEP_ARM_LABELS[name]] = (np.array(P.step_sweep), np.array(fids))
 plotting.curves(None, step_curves, xlabel="sampling steps K", ylabel="FID", logx=True, markers=True,
                 title=f"FID against sampling steps (cosine, T = {P.T}){SMOKE_LABEL}");
 display(plotting.metrics_table(step_rows, formats={"FID": ".2f"}))
+print(f"{len(fid_cache)} distinct sample sets drawn (the preset lists {P.fid_calls()})")
 
 # %% [markdown]
 # ## 9. Results
 #
 # The ablation table with the paper's numbers beside ours. The paper's values are **the paper's**, at 500 K
-# steps of batch 128, $T = 4000$, 52.5 M parameters, FID from 50 K samples; they are third-party transcriptions of
-# its Table 2 (see the notes in `papers.md`). Ours: the `book` preset's few-minute runs ($T$, steps, samples and
-# reference as printed above), so only the *directions* can be compared.
+# steps of batch 128 with $T = 4000$ and the 128-channel model; they are third-party transcriptions of its Table 2
+# (see the notes in `papers.md`). Ours: this run's preset ($T$, training images, FID samples and reference as
+# printed above; at `book` a few minutes per model), so only the *directions* can be compared.
 
 # %%
-PAPER_TABLE = {  # Nichol & Dhariwal 2021, Table 2 (CIFAR-10, 500K steps, T=4000) -- the paper's, transcribed
-    "linear_simple": (3.37, 2.90), "linear_hybrid": (3.26, 3.07), "cosine_simple": (3.26, 3.05),
-    "cosine_hybrid": (3.17, 3.19), "cosine_vlb_is": (2.94, 11.47),
-}
 rows = []
 for r in P.runs:
     paper_nll, paper_fid = PAPER_TABLE.get(r.key, (None, None))
     rows.append({"schedule / objective": r.diffusion.label, "NLL ours (bits/dim)": bpd[r.key],
                  f"FID ours ({P.eval.num_samples} samples)": fid.get(r.key),
                  "NLL paper": paper_nll, "FID paper": paper_fid})
-display(plotting.metrics_table(rows, formats={"NLL ours (bits/dim)": ".3f"}))
+display(plotting.metrics_table(rows, formats={"NLL ours (bits/dim)": ".3f",
+                                              f"FID ours ({P.eval.num_samples} samples)": ".1f"}))
+print(f"paper columns: {PAPER_TABLE_SOURCE}")
 best_nll = min((k for k in bpd if P.run(k).in_paper_table), key=bpd.get)
 print(f"lowest NLL among the table rows: {P.run(best_nll).diffusion.label} (paper: cosine / L_vlb + IS)"
       f"{SMOKE_LABEL}")
 
 # %% [markdown]
-# *What reproduced and what did not.* Read the table by directions, with the scale in mind:
+# *What reproduced and what did not*, read by directions: each line states a finding of the paper, the numbers
+# of this run that test it, and whether they point the same way (computed, not written in advance). Differences
+# smaller than the noise of a few-thousand-sample FID or of a bound on a few dozen images can point either way.
+
+# %%
+noise_ratio = {row["run"]: row["std / mean"] for row in noise_rows}
+skip_fid = {(row["schedule"], row["skipped f"]): row["FID"] for row in skip_rows}
+step_fid = {(row["sampler"], row["steps"]): row["FID"] for row in step_rows}
+checks = [
+    ("NLL: cosine < linear (L_simple)", bpd["cosine_simple"], bpd["linear_simple"]),
+    ("NLL: cosine < linear (L_hybrid)", bpd["cosine_hybrid"], bpd["linear_hybrid"]),
+    ("NLL: L_hybrid < L_simple (cosine)", bpd["cosine_hybrid"], bpd["cosine_simple"]),
+    ("NLL: L_vlb + IS < L_hybrid (cosine)", bpd["cosine_vlb_is"], bpd["cosine_hybrid"]),
+    ("NLL: L_vlb + IS < L_vlb uniform", bpd["cosine_vlb_is"], bpd["cosine_vlb_uniform"]),
+    ("loss noise (std/mean): IS < uniform", noise_ratio[P.run("cosine_vlb_is").diffusion.label],
+     noise_ratio[P.run("cosine_vlb_uniform").diffusion.label]),
+]
+if {"cosine_vlb_is", "cosine_hybrid"} <= set(fid):
+    checks.append(("FID: L_hybrid < L_vlb + IS (cosine)", fid["cosine_hybrid"], fid["cosine_vlb_is"]))
+K_min = min(P.step_sweep)
+for a, b in (("learned", "fixed_large"), ("ddim", "learned")):
+    if a in P.step_arms and b in P.step_arms:
+        checks.append((f"FID at {K_min} steps: {STEP_ARM_LABELS[a]} < {STEP_ARM_LABELS[b]}",
+                       step_fid[(STEP_ARM_LABELS[a], K_min)], step_fid[(STEP_ARM_LABELS[b], K_min)]))
+f_skip = 0.2 if 0.2 in P.skip_fractions else max(P.skip_fractions)
+if 0.0 in P.skip_fractions and set(P.skip_runs) == {"linear_simple", "cosine_simple"}:
+    checks.append((f"FID increase when skipping {f_skip:.0%}: linear < cosine",
+                   skip_fid[("linear", f_skip)] - skip_fid[("linear", 0.0)],
+                   skip_fid[("cosine", f_skip)] - skip_fid[("cosine", 0.0)]))
+display(plotting.metrics_table([{"paper's finding (a < b)": c, "a (ours)": a, "b (ours)": b,
+                                 "same direction": bool(a < b)} for c, a, b in checks],
+                               formats={"a (ours)": ".3f", "b (ours)": ".3f"}))
+
+# %% [markdown]
+# How to read the lines above, with the scale in mind:
 #
-# - **Likelihood.** The paper's ordering is L_vlb < L_hybrid < L_simple in NLL, and cosine < linear. At our scale
-#   the fixed-variance $\mathcal{L}_\text{simple}$ models are expected to be clearly worst in NLL, because their
-#   $\sigma_t^2$ is wrong exactly in the first steps that dominate the bound (section 5); whether
-#   $\mathcal{L}_\text{vlb}$ overtakes $\mathcal{L}_\text{hybrid}$ after a few hundred thousand images is what the
-#   printed line above reports.
+# - **Likelihood.** The fixed-variance $\mathcal{L}_\text{simple}$ models should lose most clearly in NLL, because
+#   their $\sigma_t^2$ is wrong exactly in the first steps that dominate the bound (section 5). Whether
+#   $\mathcal{L}_\text{vlb}$ overtakes $\mathcal{L}_\text{hybrid}$ depends on training length: in the paper it does
+#   after 500 K steps; the importance sampler only starts to act once every $t$ has 10 recorded losses.
 # - **Sample quality.** The paper's FIDs of the four $\mathcal{L}_\text{simple}$/$\mathcal{L}_\text{hybrid}$ rows
 #   lie within 0.3 of each other and $\mathcal{L}_\text{vlb}$ is far worse. Differences of that size are below the
-#   noise of FID from a few thousand samples of briefly trained models, so only a large gap (such as
+#   noise of FID from a thousand samples of briefly trained models, so only a large gap (such as
 #   $\mathcal{L}_\text{vlb}$'s) can show up here.
 # - **Importance sampling, skipped steps and fewer steps** are measured above with the protocols stated there;
-#   the paper's versions use 50 K samples of fully trained models (and ImageNet 64×64 for the skipping experiment).
+#   the paper's versions use 50 K samples of fully trained models (and ImageNet 64×64 for the skipping and
+#   loss-noise experiments).
 #
 # ## Provenance
 
 # %%
 prov = run.record({"chapter": "improved_ddpm", "train_s": round(sum(train_s.values()), 1),
-                   "bpd_s": round(bpd_s, 1), "sample_and_fid_s": round(sample_s, 1)})
+                   "bpd_s": round(bpd_s, 1), "sample_and_fid_s": round(sample_s, 1),
+                   "projected_total_s": round(cost["total_s"], 1)})
 display(Markdown(provenance.provenance_table(prov)))
 results = {"chapter": "improved_ddpm", "scale": P.scale, "T": P.T, "comparable": P.eval.comparable,
            "nll_bpd": bpd, "bpd_images": len(x_bpd), "fid": fid, "fid_samples": P.eval.num_samples,
            "fid_reference": ref_desc, "sample_steps": P.eval.sample_steps,
            "loss_noise": noise_rows, "skip": skip_rows, "fewer_steps": step_rows,
+           "paper_checks": [{"finding": c, "a": a, "b": b, "same_direction": bool(a < b)} for c, a, b in checks],
            "train_s": train_s, "provenance": prov}
 print("wrote", common.save_results("improved_ddpm", results))

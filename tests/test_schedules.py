@@ -67,3 +67,20 @@ def test_space_timesteps_errors():
         space_timesteps(10, "20")
     with pytest.raises(ValueError, match="parse"):
         space_timesteps(10, "ten")
+
+
+def test_skip_prefix_timesteps():
+    from lt_diffusion.schedules import skip_prefix_timesteps
+
+    # Skipping nothing is the ordinary respacing; skipping 20% of T=1000 keeps only t < 800.
+    assert skip_prefix_timesteps(1000, 0.0, 50) == space_timesteps(1000, "50")
+    kept = skip_prefix_timesteps(1000, 0.2, 50)
+    assert len(kept) == 50 and min(kept) == 0 and max(kept) == 799
+    assert kept == {round(k * 799 / 49) for k in range(50)}
+    # (1 - 0.3) * 1000 is 700.0000000000001 in floating point: the start is still t = 700.
+    assert max(skip_prefix_timesteps(1000, 0.3, 10)) == 699
+    assert skip_prefix_timesteps(100, 0.5, 50) == set(range(50))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        skip_prefix_timesteps(100, 1.0, 10)
+    with pytest.raises(ValueError, match="steps"):
+        skip_prefix_timesteps(100, 0.5, 51)
