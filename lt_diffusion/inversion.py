@@ -76,11 +76,12 @@ class ClassTableGenerator(nn.Module):
 
 
 def pretrain_generator(model: ClassTableGenerator, diffusion, data, *, steps: int, batch_size: int, lr: float,
-                       p_uncond: float = 0.1, warmup_steps: int = 0, ema_rate: float = 0.999,
+                       p_uncond: float = 0.1, warmup_steps: int = 0, ema_rate: float = 0.999, ema_warmup: bool = True,
                        grad_clip: Optional[float] = 1.0, bf16: bool = True, random_flip: bool = True,
                        device=None, seed: int = 0, log_every: int = 100):
     """Pretrain the generator with the engine's :class:`lt_diffusion.train.Trainer` (ε-MSE, label dropout
-    ``p_uncond`` to the null row). Returns ``(model, ema_model, history)``; the EMA copy is the one to freeze."""
+    ``p_uncond`` to the null row). Returns ``(model, ema_model, history)``; the EMA copy is the one to freeze.
+    ``ema_warmup``: ramp the EMA rate in (see :class:`lt_diffusion.train.TrainConfig`), right for short runs."""
     from .data import GPUBatchLoader
     from .train import TrainConfig, Trainer
 
@@ -88,7 +89,7 @@ def pretrain_generator(model: ClassTableGenerator, diffusion, data, *, steps: in
     loader = GPUBatchLoader(data, batch_size, device=device, flip=random_flip, seed=seed,
                             channels_last=device.type == "cuda")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, grad_clip=grad_clip,
-                      ema_decay=ema_rate, p_uncond=p_uncond, num_classes=model.num_classes, bf16=bf16,
+                      ema_decay=ema_rate, ema_warmup=ema_warmup, p_uncond=p_uncond, num_classes=model.num_classes, bf16=bf16,
                       seed=seed, log_every=log_every, device=str(device), progress=False)
     trainer = Trainer(model, diffusion, loader, cfg)
     history = trainer.run()

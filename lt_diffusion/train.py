@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-__all__ = ["TrainConfig", "Trainer", "setup_distributed", "atomic_torch_save"]
+__all__ = ["TrainConfig", "Trainer", "setup_distributed", "atomic_torch_save", "ema_warmup_decay"]
 
 
 @dataclass
@@ -47,6 +47,9 @@ class TrainConfig:
         warmup_steps: linear LR warm-up length (CBDM / pytorch-ddpm: 5000); 0 disables.
         grad_clip: max global grad norm (CBDM: 1.0) or None.
         ema_decay: EMA rate (0.9999 in the papers; use ~0.999 for short runs).
+        ema_warmup: use ``min(ema_decay, (1 + n) / (10 + n))`` at optimiser step ``n`` (0-based) instead of a
+            constant rate, so that the average forgets the first steps' weights within a short run (the papers'
+            code uses the constant rate, which leaves ``ema_decay**steps`` of the initial weights in the EMA).
         p_uncond: probability of replacing a label by the null label (classifier-free guidance).
         uncond_mode: ``"sample"`` (each label independently) or ``"batch"`` (the whole batch, as CBDM).
         schedule_sampler: ``"uniform"`` or ``"loss-second-moment"`` (importance sampling of t).
@@ -70,6 +73,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: Optional[float] = None
     ema_decay: float = 0.9999
+    ema_warmup: bool = False
     p_uncond: float = 0.0
     uncond_mode: str = "sample"
     schedule_sampler: str = "uniform"
@@ -92,6 +96,29 @@ class TrainConfig:
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
         self.betas = tuple(self.betas)
+
+
+def ema_warmup_decay(decay: float, step: int) -> float:
+    """EMA rate at optimiser step ``step`` (0-based) with warm-up: ``min(decay, (1 + step) / (10 + step))``."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def _warmup_ema_multi_avg_fn(decay: float, step_fn):
+    """``AveragedModel`` ``multi_avg_fn`` with the warm-up rate of :func:`ema_warmup_decay`.
+
+    The step comes from the trainer's host-side counter (``step_fn()``), so no device value is read back.
+    """
+
+    @torch.no_grad()
+    def update(ema_params, current_params, num_averaged):
+        rate = ema_warmup_decay(decay, step_fn())
+        if torch.is_floating_point(ema_params[0]) or torch.is_complex(ema_params[0]):
+            torch._foreach_lerp_(ema_params, current_params, 1.0 - rate)
+        else:
+            for p_ema, p_model in zip(ema_params, current_params):
+                p_ema.copy_(p_ema.to(torch.float32).lerp(p_model.to(torch.float32), 1.0 - rate).to(p_ema.dtype))
+
+    return update
 
 
 def setup_distributed(device_type: str) -> Tuple[int, int, int]:
@@ -227,7 +254,9 @@ class Trainer:
             raise ValueError("p_uncond > 0 drops labels to the null label: it needs a class-conditional model "
                              "(model.config.num_classes or TrainConfig.num_classes)")
         # EMA in float32 via torch's maintained implementation (foreach lerp); buffers are averaged too.
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        avg_fn = (_warmup_ema_multi_avg_fn(cfg.ema_decay, lambda: self.step) if cfg.ema_warmup
+                  else get_ema_multi_avg_fn(cfg.ema_decay))
+        self.ema = AveragedModel(self.model, multi_avg_fn=avg_fn, use_buffers=True)
         self.ema.requires_grad_(False)
 
         self.params = [p for p in self.model.parameters() if p.requires_grad]

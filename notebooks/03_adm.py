@@ -62,7 +62,7 @@ from lt_diffusion.models.nn import ResBlock, norm_act
 from lt_diffusion.presets import get_preset
 from lt_diffusion.presets.adm import ABLATION_DESCRIPTIONS, ablation_configs
 from lt_diffusion.sampling import generate
-from lt_diffusion.train import TrainConfig, Trainer
+from lt_diffusion.train import Trainer
 
 P = get_preset("adm", SCALE)
 run = provenance.start_run(SCALE, SEED)
@@ -163,9 +163,7 @@ def train_to_marks(config, spec, steps_mark, seconds_mark, max_steps, seed=SEED,
     model = common.build_model(config, P.diffusion, seed=seed)
     loader = GPUBatchLoader(train_data, spec.batch_size, device=device, flip=spec.random_flip, seed=seed,
                             channels_last=device.type == "cuda")
-    cfg = TrainConfig(steps=max_steps, batch_size=spec.batch_size, lr=spec.lr, warmup_steps=spec.warmup_steps,
-                      grad_clip=spec.grad_clip, ema_decay=spec.ema_rate, bf16=spec.bf16, seed=seed,
-                      log_every=10 ** 9, device=str(device), progress=False)
+    cfg = common.trainer_config(spec, steps=max_steps, seed=seed, device=device, log_every=10 ** 9)
     trainer = Trainer(model, common.build_diffusion(P.diffusion), loader, cfg)
     chunk = chunk or max(1, steps_mark // 24)
     marks, elapsed = {}, 0.0

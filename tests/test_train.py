@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from lt_diffusion import train as train_mod
 from lt_diffusion.models import UNetConfig, UNetModel
-from lt_diffusion.train import TrainConfig, Trainer, atomic_torch_save
+from lt_diffusion.train import TrainConfig, Trainer, atomic_torch_save, ema_warmup_decay
 
 
 
@@ -119,6 +119,31 @@ def test_warmup_is_linear():
     assert [trainer.lr_at(s) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
 
 
+def test_ema_warmup_rate_closed_form():
+    assert ema_warmup_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_warmup_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_warmup_decay(0.999, 10_000) == pytest.approx(0.999)
+    # after 1200 steps at 0.998 the constant rate leaves 0.998**1200 = 9% of the first weights in the average
+    assert 0.998 ** 1200 == pytest.approx(0.0906, abs=1e-3)
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_follows_its_recursion(warmup):
+    """EMA after K steps == e_1 = w_1, e_n = r_n e_{n-1} + (1 - r_n) w_n, r_n constant or warmed up."""
+    decay, K = 0.9, 5
+    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(), cfg(steps=K, ema_decay=decay, ema_warmup=warmup))
+    weights = []
+    for _ in range(K):
+        trainer.run(1)  # one more step
+        weights.append(torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()]))
+    expected = weights[0].clone()
+    for n in range(1, K):  # the update after optimiser step n (0-based) uses the rate at n
+        r = ema_warmup_decay(decay, n) if warmup else decay
+        expected = r * expected + (1 - r) * weights[n]
+    got = torch.cat([p.flatten() for p in trainer.ema_model.parameters()])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def _flat(model):
     return torch.cat([v.flatten().float() for v in model.state_dict().values()])
 
@@ -126,7 +151,8 @@ def _flat(model):
 def test_exact_resume(tmp_path):
     """N steps straight == N/2 steps, save, fresh trainer, load, N/2 steps (losses and weights)."""
     kw = dict(steps=8, dropout=0.2)
-    c = cfg(steps=kw["steps"], p_uncond=0.3, grad_clip=0.5, warmup_steps=3, schedule_sampler="loss-second-moment")
+    c = cfg(steps=kw["steps"], p_uncond=0.3, grad_clip=0.5, warmup_steps=3, schedule_sampler="loss-second-moment",
+            ema_warmup=True)  # the warm-up rate depends on the step: the resumed run must continue it
     straight = Trainer(tiny_model(dropout=kw["dropout"]), StandInDiffusion(), ToyData(), c)
     hist_straight = straight.run()
 

@@ -92,7 +92,7 @@ _PAPER = DDPMPreset(
     model=get_model_config("ddpm_cifar10"),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
     train=TrainSpec(steps=800_000, batch_size=128, lr=2e-4, warmup_steps=5000, grad_clip=1.0, ema_rate=0.9999,
-                    random_flip=True, compile=True),
+                    ema_warmup=False, random_flip=True, compile=True),
     eval=EvalSpec(num_samples=50_000, sample_steps=1000, batch_size=1000, fid_reference="train", grid=64),
     train_img_per_s=1_500.0,
     sample_img_per_s=4_500.0,

@@ -284,7 +284,7 @@ _PAPER = InversionPreset(
     scale="paper",
     model=get_model_config("iddpm_cifar10", learn_sigma=False, cond_dim=768),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    pretrain=TrainSpec(steps=500_000, batch_size=128, lr=1e-4, ema_rate=0.9999, compile=True),
+    pretrain=TrainSpec(steps=500_000, batch_size=128, lr=1e-4, ema_rate=0.9999, ema_warmup=False, compile=True),
     scarce_images=50_000,
     real_sizes=(50_000,),
     invert_steps=4000,

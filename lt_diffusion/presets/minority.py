@@ -245,7 +245,7 @@ _PAPER = MinorityPreset(
     scale="paper",
     model=get_model_config("iddpm_cifar10", learn_sigma=False),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
-    train=TrainSpec(steps=500_000, batch_size=128, lr=1e-4, ema_rate=0.9999, compile=True),
+    train=TrainSpec(steps=500_000, batch_size=128, lr=1e-4, ema_rate=0.9999, ema_warmup=False, compile=True),
     classifier=ClassifierConfig(num_classes=100, model_channels=128, num_res_blocks=2, channel_mult=(1, 2, 2, 2),
                                 attention_resolutions=(8,), num_head_channels=64, pool="attention",
                                 resblock_updown=False, use_scale_shift_norm=True),
