@@ -244,7 +244,6 @@ for ax, ylabel in zip(axes, ["factor on the ε-MSE, 1/(k+SNR)^γ", "λ'_t, norma
     ax.set_ylabel(ylabel)
 axes[0].legend(ncol=2, fontsize=7)
 fig.tight_layout()
-fig
 
 # %% [markdown]
 # Read with the printed values: γ = 1 divides the weight of the first step by $10^4$ and leaves the coarse stage
@@ -377,7 +376,6 @@ print(f"training + evaluation: {timer.elapsed:.0f} s")
 fig = plotting.curves(None, {k: tuple(zip(*v)) for k, v in curves.items() if k in finals},
                       "training step", f"FID (n={P.curve_samples}){SMOKE_LABEL}", markers=True, logy=True,
                       title="baseline vs P2 on all data and on 1,000 images")
-fig
 
 # %% [markdown]
 # ## 6. Reconstruction across noise levels
@@ -405,13 +403,13 @@ for snr_value, t_i in zip(P.recon_snrs, t_for):
         cols[name].append(out["pred_xstart"].cpu())
         recon_mse.setdefault(name, []).append(float(((out["pred_xstart"] - x0) ** 2).mean()))
 rows = {}
-for i in range(x0.shape[0]):   # per image: x_t, then each model's x̂_0, one column per SNR
-    rows[f"#{i} x_t"] = torch.stack([c[i] for c in cols["x_t"]])
+clean = x0.cpu()
+for i in range(x0.shape[0]):   # per image: x_t, then each model's x̂_0; column 0 repeats the clean x_0 to compare
+    rows[f"#{i} x_t"] = torch.stack([clean[i]] + [c[i] for c in cols["x_t"]])
     for name in ("baseline", "P2"):
-        rows[f"#{i} x̂_0 {name}"] = torch.stack([c[i] for c in cols[name]])
-fig = plotting.image_rows(rows, col_labels=[f"SNR={s:g} (t={t})" for s, t in zip(P.recon_snrs, t_for)],
-                          title="x_0 → x_t → x̂_0", cell_size=0.7)
-fig
+        rows[f"#{i} x̂_0 {name}"] = torch.stack([clean[i]] + [c[i] for c in cols[name]])
+fig = plotting.image_rows(rows, col_labels=["x_0"] + [f"SNR={s:g}\nt={t}" for s, t in zip(P.recon_snrs, t_for)],
+                          title="x_0 → x_t → x̂_0" + SMOKE_LABEL, cell_size=0.7)
 
 # %%
 display(plotting.metrics_table(
@@ -443,7 +441,6 @@ display(plotting.metrics_table(hp_rows, formats={"high-pass energy / real": ".3f
 large = [a[0] for a in P.arms if P.large_gamma is not None and a[1] == P.large_gamma]
 grid_rows = {name: samples[name][:8] for name in ["baseline", "P2"] + large}
 fig = plotting.image_rows(grid_rows, title="samples (first 8)" + SMOKE_LABEL, cell_size=0.7)
-fig
 
 # %% [markdown]
 # ## 8. Results

@@ -96,7 +96,6 @@ color_of = {c: plotting.GROUP_COLORS[g] for g, members in groups.items() for c i
 fig = plotting.bar(CIFAR10_CLASSES, counts, ylabel="training images", logy=True, annotate=True, rotate=45,
                    colors=[color_of[c] for c in range(K)],
                    title=f"CIFAR-10-LT used here: {len(train_lt)} images (head / mid / tail coloured)")
-fig
 
 # %% [markdown]
 # ## 2. From a density ratio to a regulariser
@@ -257,11 +256,14 @@ real_pr = real_feats[pr_idx]
 print(f"reference: {len(real)} images; KID / precision-recall reference: {len(pr_idx)} balanced images")
 
 
-def sample_arm(model, n, omega, seed, method="ancestral", steps=None):
-    """n class-balanced samples with CFG strength ω; returns (uint8 images, labels)."""
+def sample_arm(model, n, omega, seed, method="ancestral", steps=None, labels=None):
+    """n class-balanced samples with CFG strength ω; returns (uint8 images, labels).
+
+    Arms sampled with the same ``seed`` and ``labels`` start from the same noise (paired comparison)."""
     sampler = common.make_sampler(P.diffusion, model, sample_steps=steps or P.eval.sample_steps, method=method,
                                   model_fn=cfg_model_fn(model, omega, null_label=K), device=device)
-    labels = longtail.balanced_labels(n, K, generator=torch.Generator().manual_seed(seed))
+    if labels is None:
+        labels = longtail.balanced_labels(n, K, generator=torch.Generator().manual_seed(seed))
     images = generate(sampler, n, min(P.eval.batch_size, n), labels=labels, seed=seed, progress=False, device=device)
     return images, labels
 
@@ -338,7 +340,6 @@ ax.invert_xaxis()
 ax.set_xlabel("training images of the class (head → tail)")
 ax.set_ylabel(f"per-class FID (n={P.eval.num_samples // K}/class){SMOKE_LABEL}")
 ax.legend()
-fig
 
 # %%
 display(plotting.metrics_table(longtail.per_class_rows(
@@ -372,7 +373,6 @@ for name in ("baseline", "CBDM"):
 rows = {f"{name}: {CIFAR10_CLASSES[c]}": grids[name][i * P.grid_per_class:(i + 1) * P.grid_per_class]
         for i, c in enumerate(tail) for name in grids}
 fig = plotting.image_rows(rows, title=f"tail classes, ω = {P.omega}" + SMOKE_LABEL, cell_size=0.7)
-fig
 
 # %% [markdown]
 # ### 3.4 The guidance strength ω
@@ -381,10 +381,13 @@ fig
 # ω = 0.8 for the CIFAR-100-LT baseline and 1.6 for CBDM, papers.md §5.1); a fair comparison looks at each arm's
 # best ω, not only at a shared one. Seed-0 models, `sweep_samples` samples per point; the point at the main
 # comparison's ω reuses the first `sweep_samples` of that comparison's samples (same model, same ω) instead of
-# drawing new ones. Precision and recall are printed beside FID: guidance trades diversity (recall) for fidelity
-# (precision).
+# drawing new ones. Every other sample set of Sections 3.4-3.6 uses the same seed and the same labels as those
+# reused samples, so all single-seed rows start from the same noise and differ only by model, ω or sampler.
+# Precision and recall are printed beside FID: guidance trades diversity (recall) for fidelity (precision).
 
 # %%
+SWEEP_SEED = 1000 + P.seeds[0]                                   # the main comparison's seed-0 sampling seed
+sweep_labels = main[("baseline", P.seeds[0])]["labels"][:P.sweep_samples]
 sweep, sweep_rows = {}, []
 for name in ("baseline", "CBDM"):
     sweep[name] = []
@@ -393,14 +396,14 @@ for name in ("baseline", "CBDM"):
             m = main[(name, P.seeds[0])]
             images, labels = m["images"][:P.sweep_samples], m["labels"][:P.sweep_samples]
         else:
-            images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, omega, seed=2000)
+            images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, omega, seed=SWEEP_SEED,
+                                        labels=sweep_labels)
         r = score(images, labels, level="pr")
         sweep[name].append((omega, r["FID"]))
         sweep_rows.append({"arm": name, "ω": omega, "FID": r["FID"], "precision": r["precision"],
                            "recall": r["recall"]})
 fig = plotting.curves(None, {n: tuple(zip(*v)) for n, v in sweep.items()}, "guidance strength ω",
                       f"FID (n={P.sweep_samples}){SMOKE_LABEL}", markers=True)
-fig
 
 # %%
 display(plotting.metrics_table(sweep_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f", "ω": "g"}))
@@ -427,7 +430,8 @@ abl_rows = [{"arm": "baseline (τ = 0)", "τ": 0.0, "y'": "-", "P2 γ": 0.0,
              **{k: at_omega["baseline"][k] for k in METRICS}},
             {"arm": "CBDM", "τ": P.tau, "y'": P.label_dist, "P2 γ": 0.0, **{k: at_omega["CBDM"][k] for k in METRICS}}]
 for name, overrides in P.ablations:
-    images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=2000)
+    images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=SWEEP_SEED,
+                                labels=sweep_labels)
     r = score(images, labels, level="pr")
     abl_rows.append({"arm": name + (" (beyond the paper)" if "p2_gamma" in overrides else ""),
                      "τ": overrides.get("tau", P.tau), "y'": overrides.get("label_dist", P.label_dist),
@@ -443,7 +447,6 @@ tau_rows = sorted([r for r in abl_rows if r["y'"] in (P.label_dist, "-") and r["
 fig = plotting.curves(None, {m: ([r["τ"] for r in tau_rows], [r[m] for r in tau_rows]) for m in ("precision", "recall")},
                       "CBDM strength τ (0 = baseline)", f"k-NN precision / recall (n={P.sweep_samples}){SMOKE_LABEL}",
                       markers=True)
-fig
 
 # %%
 print(f"τ sweep (n={P.sweep_samples}, ω={P.omega:g}): "
@@ -460,8 +463,8 @@ print(f"τ sweep (n={P.sweep_samples}, ω={P.omega:g}): "
 ddim_rows = []
 if P.ddim_steps:
     for name in ("baseline", "CBDM"):
-        images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=2000,
-                                    method="ddim", steps=P.ddim_steps)
+        images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=SWEEP_SEED,
+                                    method="ddim", steps=P.ddim_steps, labels=sweep_labels)
         ddim_rows.append({"arm": name, f"ancestral {P.eval.sample_steps} steps": at_omega[name]["FID"],
                           f"DDIM {P.ddim_steps} steps": score(images, labels, level="fid")["FID"]})
     display(plotting.metrics_table(ddim_rows, formats={k: ".2f" for k in ddim_rows[0] if k != "arm"}))

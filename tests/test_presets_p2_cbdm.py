@@ -116,6 +116,8 @@ def test_cbdm_book_design():
     assert any("uniform" in n for n in names) and any("P2" in n for n in names)   # both label sets, hooks compose
     paper = [n for n, _ in get_preset("cbdm", "paper").ablations]
     assert sum("τ" in n for n in paper) >= 2                    # the τ sweep runs in full at paper scale
+    with pytest.raises(ValueError, match="multiple of eval.batch_size"):
+        dataclasses.replace(b, sweep_samples=b.eval.batch_size + 1)
     with pytest.raises(ValueError):
         dataclasses.replace(b, label_dist="balanced")
     with pytest.raises(ValueError):

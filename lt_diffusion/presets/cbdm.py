@@ -62,7 +62,8 @@ class CBDMPreset:
         seeds: seeds of the two main arms (baseline and CBDM).
         omega: CFG strength ω (ε̃ = (1 + ω) ε_c − ω ε_u) of the main comparison and the ablations.
         omega_sweep: ω values of the sweep (seed-0 baseline and CBDM).
-        sweep_samples: samples per point of the ω sweep and of the single-seed ablations.
+        sweep_samples: samples per point of the ω sweep and of the single-seed ablations (a multiple of the sampling
+            batch, so that every single-seed set starts from the same noise as the reused main samples).
         tau_sweep: extra τ values trained once each (τ = 0 is the baseline, τ = ``tau`` the main CBDM arm).
         compare_uniform: train the y'-uniform variant.
         p2_gamma, p2_k: P2 weighting combined with CBDM (None: skip that arm).
@@ -130,6 +131,11 @@ class CBDMPreset:
             raise ValueError("tau and the extra tau_sweep values must be > 0 and differ from tau")
         if self.n_head + self.n_tail > self.model.num_classes:
             raise ValueError("n_head + n_tail exceeds the number of classes")
+        if self.sweep_samples > self.eval.num_samples or self.sweep_samples % self.eval.batch_size:
+            # the sweep's point at ``omega`` reuses the first sweep_samples of the main samples; the other single-seed
+            # sets start from the same noise only if they are drawn in the same batches (one generator per batch)
+            raise ValueError(f"sweep_samples ({self.sweep_samples}) must be <= eval.num_samples "
+                             f"({self.eval.num_samples}) and a multiple of eval.batch_size ({self.eval.batch_size})")
 
     @property
     def num_classes(self) -> int:
@@ -190,7 +196,7 @@ _SMOKE = CBDMPreset(
     model=get_model_config("smoke", num_classes=10),
     diffusion=DiffusionSpec(steps=100, noise_schedule="linear", objective="simple"),
     train=TrainSpec(steps=8, batch_size=8, lr=1e-3, warmup_steps=0, ema_rate=0.8, bf16=False),
-    eval=EvalSpec(num_samples=30, sample_steps=5, batch_size=30, fid_reference="train",
+    eval=EvalSpec(num_samples=30, sample_steps=5, batch_size=10, fid_reference="train",
                   fid_reference_images=40, grid=20, comparable=False),
     n_max=500,
     seeds=(0, 1),
