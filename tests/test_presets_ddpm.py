@@ -63,6 +63,7 @@ def test_improved_ddpm_paper_matches_official_readme():
     assert p.T == 4000
     assert (t.batch_size, t.lr, t.steps, t.weight_decay, t.ema_rate, t.random_flip) == (128, 1e-4, 500_000, 0.0, 0.9999, False)
     assert not t.bf16 and t.grad_clip is None   # use_fp16=False, no clipping in improved-diffusion
+    assert not t.ema_warmup                    # the official constant EMA rate
     main = p.run(p.main_run)
     assert (main.diffusion.noise_schedule, main.diffusion.objective, main.dropout) == ("cosine", "hybrid", 0.3)
     assert main.diffusion.learn_sigma and main.diffusion.rescale_timesteps and main.diffusion.rescale_learned_sigmas

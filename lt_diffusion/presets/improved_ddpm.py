@@ -292,6 +292,7 @@ _BOOK = ImprovedDDPMPreset(
     model=get_model_config("book"),
     runs=_runs(1000, 0.1, 0.1),
     # The book UNet moves ~4.6k img/s through the Trainer at batch 512 (01_ddpm's book run: 1,200 steps in 133 s).
+    # EMA with the warm-up min(0.99, (1 + n)/(10 + n)) (TrainSpec default): ~0.97 at the last of 300 steps.
     train=TrainSpec(steps=300, batch_size=512, lr=3e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.99,
                     random_flip=False),
     eval=EvalSpec(num_samples=1000, sample_steps=50, batch_size=1000, fid_reference="train", grid=64),
@@ -311,7 +312,7 @@ _PAPER = ImprovedDDPMPreset(
     model=get_model_config("iddpm_cifar10"),
     runs=_runs(4000, 0.1, 0.3),
     train=TrainSpec(steps=500_000, batch_size=128, lr=1e-4, weight_decay=0.0, warmup_steps=0, grad_clip=None,
-                    ema_rate=0.9999, random_flip=False, bf16=False, compile=False),
+                    ema_rate=0.9999, ema_warmup=False, random_flip=False, bf16=False, compile=False),
     eval=EvalSpec(num_samples=50_000, sample_steps=4000, batch_size=1000, fid_reference="train", grid=64),
     bpd_images=10_000,
     bpd_batch=1000,
