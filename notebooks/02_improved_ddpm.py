@@ -57,6 +57,7 @@ from IPython.display import Markdown, display
 from lt_diffusion import plotting, provenance
 from lt_diffusion.diffusion import GaussianDiffusion
 from lt_diffusion.experiments import common
+from lt_diffusion.experiments.summary import headline
 from lt_diffusion.metrics import compute_features, fid_features_to_stats
 from lt_diffusion.models import count_parameters
 from lt_diffusion.presets import get_preset
@@ -578,4 +579,19 @@ results = {"chapter": "improved_ddpm", "scale": P.scale, "T": P.T, "comparable":
            "loss_noise": noise_rows, "skip": skip_rows, "fewer_steps": step_rows,
            "paper_checks": [{"finding": c, "a": a, "b": b, "same_direction": bool(a < b)} for c, a, b in checks],
            "train_s": train_s, "provenance": prov}
+print("wrote", common.save_results("improved_ddpm", results))
+
+# %% [markdown]
+# The chapter's headline for the [results page](../book/results.md): the paper's effect, measured here, is that
+# the cosine schedule with $\mathcal{L}_\text{hybrid}$ gives a lower NLL than DDPM's linear schedule with
+# $\mathcal{L}_\text{simple}$ (one seed), set beside the paper's number for the same row of its Table 2.
+
+# %%
+results["headline"] = headline(
+    f"NLL bits/dim, cosine + L_hybrid ({len(x_bpd)} test images)", bpd["cosine_hybrid"],
+    claim="cosine + L_hybrid lowers NLL below linear + L_simple", method=[bpd["cosine_hybrid"]],
+    baseline=[bpd["linear_simple"]], method_name="cosine, L_hybrid", baseline_name="linear, L_simple",
+    paper_value=PAPER_TABLE["cosine_hybrid"][0],
+    paper_setting="Table 2, 500K steps, T=4000 [3rd-party transcription]",
+    comparable=P.eval.comparable)
 print("wrote", common.save_results("improved_ddpm", results))
