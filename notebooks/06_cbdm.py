@@ -504,6 +504,22 @@ print("FID:", verdicts["FID"]["verdict"] + SMOKE_LABEL)
 # applies.
 
 # %%
+from lt_diffusion.experiments.summary import headline, longtail_row
+
+headline_cbdm = headline(
+    f"FID ({P.eval.num_samples} samples, {P.eval.sample_steps} steps, ω={P.omega:g}), mean over seeds",
+    mean_over_seeds("CBDM", "FID"), claim="CBDM lowers FID vs the CFG DDPM baseline on CIFAR-10-LT",
+    method=[main[("CBDM", s)]["FID"] for s in P.seeds], baseline=[main[("baseline", s)]["FID"] for s in P.seeds],
+    method_name="CBDM", baseline_name="DDPM + CFG", comparable=P.eval.comparable)
+longtail_rows = [
+    longtail_row(f"{name} ({P.scale})", fid=mean_over_seeds(name, "FID"), recall=mean_over_seeds(name, "recall"),
+                 fid_head=float(np.mean([main[(name, s)]["lt"]["groups"]["head"]["union_fid"] for s in P.seeds])),
+                 fid_tail=float(np.mean([main[(name, s)]["lt"]["groups"]["tail"]["union_fid"] for s in P.seeds])),
+                 seeds=len(P.seeds), note=f"FID against the balanced full train set, ω={P.omega:g}")
+    for name in ("baseline", "CBDM")]
+print({k: headline_cbdm[k] for k in ("value", "gain", "spread", "verdict")})
+
+# %%
 print(f"budget per arm: {P.train.images_seen:,} images = {P.train.images_seen / len(train_lt):.1f} epochs of the "
       f"{len(train_lt):,}-image training set (the official recipe: {PAPER.train.images_seen:,} images)")
 #
@@ -527,6 +543,8 @@ results = {
     "ablations": abl_rows,
     "ddim": ddim_rows,
     "train_seconds": {f"{n}/seed{s}": t for (n, s), t in train_seconds.items()},
+    "headline": headline_cbdm,
+    "longtail": longtail_rows,
     "eval": {"num_samples": P.eval.num_samples, "sample_steps": P.eval.sample_steps, "omega": P.omega,
              "sweep_samples": P.sweep_samples},
 }

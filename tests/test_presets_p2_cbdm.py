@@ -51,7 +51,7 @@ def test_p2_paper_hyperparameters():
     assert (p.p2_gamma, p.p2_k) == (1.0, 1.0)                 # README: --p2_gamma 1 --p2_k 1
     assert p.diffusion.steps == 1000 and p.diffusion.noise_schedule == "linear"
     assert p.diffusion.objective == "hybrid" and p.diffusion.rescale_learned_sigmas
-    assert p.train.lr == 2e-5 and p.train.batch_size == 8
+    assert p.train.lr == 2e-5 and p.train.batch_size == 8 and not p.train.ema_warmup
     m = p.model
     assert (m.model_channels, m.num_res_blocks, m.attention_resolutions, m.num_head_channels) == (128, 1, (16,), 64)
     assert m.resblock_updown and m.use_scale_shift_norm and m.learn_sigma and m.dropout == 0.0
@@ -94,6 +94,7 @@ def test_cbdm_paper_hyperparameters():
     assert (d.steps, d.noise_schedule, d.objective, d.sigma_small) == (1000, "linear", "simple", False)  # fixedlarge
     t = p.train
     assert (t.lr, t.warmup_steps, t.grad_clip, t.ema_rate, t.batch_size) == (2e-4, 5000, 1.0, 0.9999, 48)
+    assert not t.ema_warmup                                    # the official constant-rate EMA
     assert (p.p_uncond, p.uncond_mode) == (0.1, "batch")
     assert (p.tau, p.gamma, p.label_dist) == (1.0, 0.25, "train")
     assert p.omega == 1.6 and p.recall_k == 5 and p.eval.sample_steps == 1000 and p.eval.num_samples == 50_000

@@ -219,7 +219,7 @@ _BOOK = CBDMPreset(
     # Sized with the throughput measured on the H100 (DESIGN.md, 2026-11-22): the Trainer moves ~4.6-5.2k img/s for
     # a baseline arm and ~2.6k img/s for a CBDM arm (second forward pass) at batch 512-1024. A first run at
     # 350 x 1024 spent its whole 540 s cell limit in training (measured: baseline arms 79 / 69 s, CBDM arms 137 s).
-    # EMA 0.98 (horizon ~50 steps): with 0.995 a 200-step run would keep a third of the initial weights.
+    # EMA 0.98 (horizon ~50 steps, warmed up): a constant 0.995 would keep a third of the initial weights after 200.
     train=TrainSpec(steps=200, batch_size=512, lr=3e-4, warmup_steps=30, grad_clip=1.0, ema_rate=0.98),
     eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train", grid=100),
     seeds=(0, 1),
@@ -241,7 +241,7 @@ _PAPER = CBDMPreset(
     model=get_model_config("ddpm_cifar10", num_classes=10),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
     train=TrainSpec(steps=300_000, batch_size=48, lr=2e-4, warmup_steps=5000, grad_clip=1.0, ema_rate=0.9999,
-                    random_flip=True, compile=True),
+                    ema_warmup=False, random_flip=True, compile=True),
     eval=EvalSpec(num_samples=50_000, sample_steps=1000, batch_size=1000, fid_reference="train", grid=100),
     seeds=(0, 1),
     omega=1.6,

@@ -201,8 +201,8 @@ _BOOK = P2Preset(
     model=get_model_config("book"),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple"),
     # batch 512: the book UNet is launch-bound at batch 128 (2.2k img/s) and moves 4.6k img/s at 512 through the
-    # Trainer (measured, DESIGN.md). EMA 0.98 (horizon ~50 steps): with 0.999 a 400-step run would keep ~2/3 of
-    # the initial weights in the EMA model.
+    # Trainer (measured, DESIGN.md). EMA 0.98 (horizon ~50 steps, warmed up): the curve's first checkpoint comes
+    # after 100 steps, and a constant 0.999 would keep ~2/3 of the initial weights after 400.
     train=TrainSpec(steps=400, batch_size=512, lr=3e-4, warmup_steps=50, grad_clip=1.0, ema_rate=0.98),
     eval=EvalSpec(num_samples=2000, sample_steps=50, batch_size=1000, fid_reference="train", grid=64),
     large_gamma=3.0,
@@ -225,7 +225,7 @@ _PAPER = P2Preset(
                      use_scale_shift_norm=True, dropout=0.0, learn_sigma=True),
     diffusion=DiffusionSpec(steps=1000, noise_schedule="linear", objective="hybrid", rescale_learned_sigmas=True),
     train=TrainSpec(steps=500_000, batch_size=8, lr=2e-5, warmup_steps=0, grad_clip=None, ema_rate=0.9999,
-                    random_flip=True, compile=True),
+                    ema_warmup=False, random_flip=True, compile=True),
     eval=EvalSpec(num_samples=50_000, sample_steps=250, batch_size=1000, fid_reference="train", grid=64),
     p2_gamma=1.0,
     p2_k=1.0,
