@@ -19,7 +19,7 @@ second forward and backward pass (the γ-term trains the y' branch), so it is co
   denoiser passes per step at ~13.3k passes/s (measured): main comparison 4 × 2,000 samples × 50 respaced
   ancestral steps; ω sweep 2 more values × 2 models × 1,000 (the ω of the main comparison reuses its samples);
   3 ablations × 1,000; DDIM-100 2 × 1,000; tail grids: ~143 s. Inception on ~17 k generated + 50 k reference images
-  (~17 s), ~45 s of start-up and CPU-side metrics. About 7.8 minutes in all (``projected_gpu_seconds``), in one
+  (~17 s), ~39 s of start-up and CPU-side metrics. About 7.8 minutes in all (``projected_gpu_seconds``), in one
   device call. Short of convergence (see chapter 01's book FID).
 * ``paper``: the official CBDM-pytorch CIFAR configuration (papers.md §5.1): the DDPM UNet (128 channels,
   1,2,2,2, 2 blocks, attention at 16, dropout 0.1), linear β from 1e-4 to 0.02, T = 1000, fixed-large variance,

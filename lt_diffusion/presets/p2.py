@@ -213,7 +213,7 @@ _BOOK = P2Preset(
     curve_ddim_steps=25,
     train_img_per_s=4_600.0,    # measured: book UNet through the Trainer at batch 512 (01_ddpm book run)
     sample_img_per_s=13_300.0,  # measured: ~75 ms per denoiser pass at batch 1000 (DDIM-50, 38 s per 10k)
-    note="book: 0.2 M training images per arm (about 4 epochs of CIFAR-10; the paper trains for days at 256x256), "
+    note="book: 0.2 M training images per arm (about 4 epochs of CIFAR-10; the paper trains 256x256 models far longer), "
          "so FIDs are far from converged; the chapter compares weightings at one small, equal budget and one seed. "
          "About 7 minutes on one H100 (one device call).",
 )
