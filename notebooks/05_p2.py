@@ -26,8 +26,9 @@
 #
 # [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/05_p2.ipynb)
 #
-# The outputs shown come from the `book` run recorded in the provenance cell at the end (scale, device,
-# commit, seeds, wall time). Rerun at full scale with `papermill notebooks/05_p2.ipynb out.ipynb -p SCALE book`.
+# The outputs shown come from the run recorded in the provenance cell at the end: the `book` scale on a GPU, or
+# the `smoke` scale on a CPU where no GPU run exists yet (then the figures show that the code runs, and the
+# numbers mean nothing). The provenance cell gives the scale, device, commit, seeds and wall time. Rerun at full scale with `papermill notebooks/05_p2.ipynb out.ipynb -p SCALE book`.
 
 # %% tags=["parameters"]
 SCALE = "smoke"
