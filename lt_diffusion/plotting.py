@@ -126,8 +126,11 @@ def image_rows(
     tensors = {k: (torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v.detach().cpu()) for k, v in rows.items()}
     ncol = max(v.shape[0] for v in tensors.values())
     nrow = len(tensors)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(cell_size * ncol + 1.0, cell_size * nrow + (0.4 if title else 0.1)),
-                             squeeze=False)
+    # Room above the grid, in inches: the column labels, then the title above them (so they never overlap).
+    labels_in = 0.3 if col_labels is not None else 0.0
+    title_in = 0.4 if title else 0.0
+    height = cell_size * nrow + labels_in + title_in + 0.1
+    fig, axes = plt.subplots(nrow, ncol, figsize=(cell_size * ncol + 1.0, height), squeeze=False)
     for r, (label, imgs) in enumerate(tensors.items()):
         for c in range(ncol):
             ax = axes[r, c]
@@ -143,8 +146,8 @@ def image_rows(
             if r == 0 and col_labels is not None and c < len(col_labels):
                 ax.set_title(str(col_labels[c]), fontsize=matplotlib.rcParams["xtick.labelsize"])
     if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+        fig.suptitle(title, y=1.0 - 0.05 / height, va="top")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=1.0 - (labels_in + title_in) / height, bottom=0.05 / height)
     return fig
 
 
