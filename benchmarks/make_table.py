@@ -38,7 +38,20 @@ def _rows():
             for key in ("ddim50", "ancestral1000"):
                 yield (data["device"], data["model"], f"{data['params_M']:.2f}", "", "1000",
                        f"{key}: seconds per 10k samples", f"{data[f'{key}_s_per_10k']:.0f} s", "", "", path.name)
-
+        elif "features_per_s" in data:  # benchmarks/metrics_speed.py
+            n, bs = data["num_images"], data["batch_size"]
+            yield (data["device"], "FID Inception (pool3)", "", "", bs, f"features of {n} CIFAR-10 images",
+                   f"{data['features_per_s']:.1f}", "", "", path.name)
+            yield (data["device"], "FID Inception (pool3)", "", "", bs,
+                   f"FID of {n} images vs cached statistics: {data['fid_wall_s']:.0f} s "
+                   f"(features {data['features_s']:.0f} s + statistics and Fréchet distance "
+                   f"{data['stats_and_frechet_vs_cached_s']:.0f} s)", "", "", "", path.name)
+            if not data.get("weights_are_fp16_transport_copy", False):
+                yield (data["device"], "FID Inception (pool3)", "", "", bs,
+                       f"float16 round trip of the weights: FID {data['fid_halves_fp32']:.3f} → "
+                       f"{data['fid_halves_fp16_roundtrip']:.3f} ({data['fp16_images'] // 2} vs "
+                       f"{data['fp16_images'] // 2} images; {100 * data['fid_rel_diff']:.3f}% relative)",
+                       "", "", "", path.name)
 
 def render() -> str:
     head = ("| device | model | params (M) | GFLOP/img (train) | batch | what | img/s | MFU % | peak GB | source |\n"
