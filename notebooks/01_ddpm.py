@@ -390,7 +390,7 @@ print("wrote", common.save_results("ddpm", results))
 
 # %%
 results["headline"] = summary.headline(
-    "FID (5k samples, 100 respaced steps, vs CIFAR-10 train)", fid_value,
+    f"FID ({P.eval.num_samples} samples, {sampler.num_steps} steps, vs CIFAR-10 train)", fid_value,
     claim="— (the pipeline; no comparison in this chapter)", comparable=P.eval.comparable,
     paper_value=3.17, paper_setting="35.7 M params, 800 K steps, 50k samples, 1000 steps; model card")
 print("wrote", common.save_results("ddpm", results))
