@@ -205,6 +205,14 @@ def _safe(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
         torch._dynamo.reset() if hasattr(torch, "_dynamo") else None
 
 
+def _with_flop_rate(res: Dict[str, Any], flops_per_image: float, peak_tflops: float) -> Dict[str, Any]:
+    """Add ``tflops`` and ``mfu`` to a timing result that has ``images_per_s`` (a failed one is left as is)."""
+    if "images_per_s" in res:
+        res["tflops"] = flops_per_image * res["images_per_s"] / 1e12
+        res["mfu"] = res["tflops"] / peak_tflops
+    return res
+
+
 def _fmt(v: Optional[float], spec: str = ".0f") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -303,10 +311,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         del model
         for mode in args.modes:
             print(f"[{name}] train {mode} ...", flush=True)
-            res = _safe(lambda: bench_train(name, mode, args, device))
-            if "images_per_s" in res:
-                res["tflops"] = flops * res["images_per_s"] / 1e12
-                res["mfu"] = res["tflops"] / args.peak_tflops
+            res = _with_flop_rate(_safe(lambda: bench_train(name, mode, args, device)), flops, args.peak_tflops)
             entry["train"][mode] = res
             print(f"[{name}] train {mode}: {json.dumps(res)}", flush=True)
         if args.batch_sweep:
@@ -314,12 +319,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             for mode in args.modes:
                 rows = []
                 for b in args.batch_sweep:
-                    res = _safe(lambda: bench_train(name, mode, argparse.Namespace(**{**vars(args), "batch": b}),
-                                                    device))
+                    at_b = argparse.Namespace(**{**vars(args), "batch": b})
+                    res = _with_flop_rate(_safe(lambda: bench_train(name, mode, at_b, device)), flops,
+                                          args.peak_tflops)
                     res["batch"] = b
-                    if "images_per_s" in res:
-                        res["tflops"] = flops * res["images_per_s"] / 1e12
-                        res["mfu"] = res["tflops"] / args.peak_tflops
                     rows.append(res)
                     print(f"[{name}] sweep {mode} batch {b}: {json.dumps(res)}", flush=True)
                 entry["sweep"][mode] = rows

@@ -124,14 +124,6 @@ def load_results(folder: Path) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _fmt(v: Any, spec: str = ".3g") -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return format(v, spec)
-    return str(v)
-
-
 def _gpu_minutes(res: Dict[str, Any]) -> str:
     prov = res.get("provenance") or {}
     wall = prov.get("wall_time_s")
@@ -142,41 +134,43 @@ def _gpu_minutes(res: Dict[str, Any]) -> str:
 
 
 def render_results_page(results: Dict[str, Dict[str, Any]]) -> str:
-    """Markdown for the results page from :func:`load_results`'s output (chapters without a file: "not run")."""
-    lines = ["| chapter | headline (ours) | scale | ours | paper | the paper's effect | reproduced in direction? "
-             "| gain (seed spread) | compute, min |",
-             "|---|---|---|---:|---|---|---|---|---|"]
+    """Markdown for the results page from :func:`load_results`'s output (chapters without a file: "not run").
+
+    The tables go through :func:`lt_diffusion.plotting.metrics_table`, like every table in the chapters.
+    """
+    from lt_diffusion.plotting import metrics_table
+
+    rows = []
     for stem, key in CHAPTERS.items():
         res = results.get(key)
-        link = f"[{stem}](../notebooks/{stem}.ipynb)"
+        row: Dict[str, Any] = {"chapter": f"[{stem}](../notebooks/{stem}.ipynb)"}
         if res is None:
-            lines.append(f"| {link} | not run at `book` scale yet (needs a GPU) | — | — | — | — | — | — | — |")
+            rows.append({**row, "headline (ours)": "not run at `book` scale yet (needs a GPU)"})
             continue
-        h = res.get("headline")
-        scale = res.get("scale", "?")
+        h, scale = res.get("headline"), res.get("scale", "?")
+        row.update({"scale": scale, "compute, min": _gpu_minutes(res)})
         if h is None:
-            lines.append(f"| {link} | results file has no headline entry | {scale} | — | — | — | — | — "
-                         f"| {_gpu_minutes(res)} |")
+            rows.append({**row, "headline (ours)": "results file has no headline entry"})
             continue
-        paper = "—" if h.get("paper_value") is None else f"{h['paper_value']:.3g} ({h.get('paper_setting', '')})"
-        verdict = h.get("verdict", "no comparison")
-        if not h.get("comparable", True):
-            verdict = f"not comparable ({scale})"
-        gain = "—" if "gain" not in h else (
+        verdict = h.get("verdict", "no comparison") if h.get("comparable", True) else f"not comparable ({scale})"
+        gain = None if "gain" not in h else (
             f"{h['gain']:.3g}" + (f" ({h['spread']:.2g})" if h.get("spread") is not None else " (one seed)"))
-        lines.append(f"| {link} | {h['metric']} | {scale} | {_fmt(h['value'], '.4g')} | {paper} | {h['claim']} "
-                     f"| {verdict} | {gain} | {_gpu_minutes(res)} |")
+        paper = None if h.get("paper_value") is None else f"{h['paper_value']:.3g} ({h.get('paper_setting', '')})"
+        rows.append({**row, "headline (ours)": h["metric"], "ours": h["value"], "paper": paper,
+                     "the paper's effect": h["claim"], "reproduced in direction?": verdict,
+                     "gain (seed spread)": gain})
+    columns = ["chapter", "headline (ours)", "scale", "ours", "paper", "the paper's effect",
+               "reproduced in direction?", "gain (seed spread)", "compute, min"]
+    out = ["## Every chapter's headline", "", metrics_table(rows, columns, {"ours": ".4g"}), ""]
 
-    lt_rows = [(key, row) for key in CHAPTERS.values() for row in (results.get(key) or {}).get("longtail", [])]
-    out = ["## Every chapter's headline", "", *lines, ""]
     out += ["## The long tail: CIFAR-10-LT across methods", ""]
+    lt_rows = [{"method": r["method"], "chapter": key, "FID (all)": r.get("fid"), "FID (head)": r.get("fid_head"),
+                "FID (tail)": r.get("fid_tail"), "recall": r.get("recall"),
+                "balanced accuracy": r.get("balanced_accuracy"), "seeds": r.get("seeds", 1), "note": r.get("note", "")}
+               for key in CHAPTERS.values() for r in (results.get(key) or {}).get("longtail", [])]
     if not lt_rows:
         out.append("No chapter has reported CIFAR-10-LT numbers at `book` scale yet.")
     else:
-        out += ["| method | chapter | FID (all) | FID (head) | FID (tail) | recall | balanced accuracy | seeds | note |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-        for key, r in lt_rows:
-            out.append(f"| {r['method']} | {key} | {_fmt(r.get('fid'), '.2f')} | {_fmt(r.get('fid_head'), '.2f')} "
-                       f"| {_fmt(r.get('fid_tail'), '.2f')} | {_fmt(r.get('recall'), '.3f')} "
-                       f"| {_fmt(r.get('balanced_accuracy'), '.3f')} | {r.get('seeds', 1)} | {r.get('note', '')} |")
+        fid_fmt = {c: ".2f" for c in ("FID (all)", "FID (head)", "FID (tail)")}
+        out.append(metrics_table(lt_rows, None, {**fid_fmt, "recall": ".3f", "balanced accuracy": ".3f"}))
     return "\n".join(out) + "\n"
