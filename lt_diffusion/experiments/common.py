@@ -27,6 +27,9 @@ SCHEDULE_SAMPLERS = ("uniform", "loss-second-moment")
 
 __all__ = [
     "OBJECTIVES",
+    "H100_BOOK_TRAIN_IMG_PER_S",
+    "H100_BOOK_SAMPLE_IMG_PER_S",
+    "H100_INCEPTION_IMG_PER_S",
     "SCHEDULE_SAMPLERS",
     "DiffusionSpec",
     "TrainSpec",
@@ -47,10 +50,15 @@ __all__ = [
     "calc_bpd_batched",
 ]
 
-# Throughput assumptions for cost estimates on one H100 (bf16), used by the presets' docstrings and
-# ``projected_gpu_seconds``. They are estimates (FLOP-based, and the improved-diffusion performance issue for
-# the 52 M model); replace them with measured numbers from ``benchmarks/`` when those exist.
-H100_INCEPTION_IMG_PER_S = 4000.0
+# Throughputs behind the presets' cost projections on one H100 (bf16), in one place so every chapter projects
+# with the same numbers (DESIGN.md's cost model; benchmarks/results/*.json):
+# - the ``book`` UNet through the Trainer (GPU loader, EMA, logging) at batch 512: measured 4,614 img/s in chapter 1's
+#   book run (~5,200 at batch 1024);
+# - its sampling forward passes at batch 1000: measured ~75 ms per pass (DDIM-50 draws 10k samples in 38 s);
+# - Inception pool3 features: not measured on the GPU yet (no GPU since the metrics benchmark existed); assumed.
+H100_BOOK_TRAIN_IMG_PER_S = 4_600.0
+H100_BOOK_SAMPLE_IMG_PER_S = 13_300.0
+H100_INCEPTION_IMG_PER_S = 3_000.0
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
 from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.experiments.common import (H100_BOOK_SAMPLE_IMG_PER_S, H100_BOOK_TRAIN_IMG_PER_S,
+                                             H100_INCEPTION_IMG_PER_S)
 from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
 
 from . import register
@@ -55,7 +57,6 @@ from . import register
 CHAPTER = "adm"
 
 # Cost model of the lent H100 beside the measured step times of ``ADMPreset`` (DESIGN.md, 2026-11-22, torch 2.11).
-INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
 FID_DISTANCE_S = 1.5            # one exact low-rank Fréchet distance (N ≤ 2,000) on the host (assumed)
 STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 
@@ -173,9 +174,9 @@ class ADMPreset:
     ancestral_steps: int = 100
     ancestral_scales: Tuple[float, ...] = ()
     train_step_s: float = 0.070
-    train_img_per_s: float = 4_600.0
+    train_img_per_s: float = H100_BOOK_TRAIN_IMG_PER_S
     sample_step_s: float = 0.075
-    sample_img_per_s: float = 13_300.0
+    sample_img_per_s: float = H100_BOOK_SAMPLE_IMG_PER_S
     clf_step_s: float = 0.050
     note: str = ""
 
@@ -234,7 +235,7 @@ class ADMPreset:
         n_ref = 50_000 if ev.fid_reference_images is None else 0   # smoke reuses the precision/recall images
         n_sets = len(scales) + len(self.ancestral_scales)
         n_incep = 2 * n_var * ae.num_samples + n_sets * ev.num_samples + self.pr_reference_images + n_ref
-        fid = n_incep / INCEPTION_IMG_PER_S + (2 * n_var + n_sets) * FID_DISTANCE_S
+        fid = n_incep / H100_INCEPTION_IMG_PER_S + (2 * n_var + n_sets) * FID_DISTANCE_S
         total = STARTUP_S + ablation_train + ablation_sample + train + clf + guided + ancestral + grids + fid
         return {"startup_s": STARTUP_S, "ablation_train_s": ablation_train, "ablation_sample_s": ablation_sample,
                 "train_s": train, "classifier_s": clf, "guided_sample_s": guided, "ancestral_sample_s": ancestral,

@@ -35,7 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from lt_diffusion.experiments.common import H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.experiments.common import (H100_BOOK_SAMPLE_IMG_PER_S, H100_BOOK_TRAIN_IMG_PER_S,
+                                             H100_INCEPTION_IMG_PER_S)
 from lt_diffusion.models import UNetConfig, get_model_config
 
 from . import register
@@ -108,8 +110,8 @@ class CBDMPreset:
     grid_per_class: int = 8
     n_head: int = 3
     n_tail: int = 3
-    train_img_per_s: float = 4_600.0
-    sample_img_per_s: float = 13_300.0
+    train_img_per_s: float = H100_BOOK_TRAIN_IMG_PER_S
+    sample_img_per_s: float = H100_BOOK_SAMPLE_IMG_PER_S
     setup_s: float = 25.0
     arm_overhead_s: float = 2.0
     note: str = ""
@@ -229,8 +231,8 @@ _BOOK = CBDMPreset(
     tau_sweep=(3.0,),
     compare_uniform=True,
     ddim_steps=100,
-    train_img_per_s=4_600.0,    # measured, baseline arm at batch 512 (a CBDM arm counts twice)
-    sample_img_per_s=13_300.0,  # denoiser passes per second at batch 1000 (~75 ms per step, measured)
+    train_img_per_s=H100_BOOK_TRAIN_IMG_PER_S,  # measured (experiments.common); a CBDM arm counts twice
+    sample_img_per_s=H100_BOOK_SAMPLE_IMG_PER_S,  # measured (experiments.common)
     note="book: 0.1 M training images per arm (the official recipe: 14 M), far short of convergence; the chapter "
          "compares arms at one equal budget with two seeds for the main pair, plus single-seed y' uniform, "
          "CBDM + P2 and τ = 3. About 8 minutes on one H100, in one device call. Not a reproduction of the paper.",

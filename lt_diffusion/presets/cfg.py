@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec
+from lt_diffusion.experiments.common import (H100_BOOK_SAMPLE_IMG_PER_S, H100_BOOK_TRAIN_IMG_PER_S,
+                                             H100_INCEPTION_IMG_PER_S)
 from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
 
 from . import register
@@ -51,7 +53,6 @@ from . import register
 CHAPTER = "cfg"
 
 # Cost model of the lent H100 beside the measured step times of ``CFGPreset`` (DESIGN.md, 2026-11-22, torch 2.11).
-INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
 FID_DISTANCE_S = 1.5            # one exact low-rank Fréchet distance (N ≤ 2,000) on the host (assumed)
 STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 TOY_S = 15.0                    # the 2-D toy on the CPU at the default ToySpec (assumed)
@@ -134,9 +135,9 @@ class CFGPreset:
     cost_batch: int = 250
     cost_steps: Optional[int] = None
     train_step_s: float = 0.070
-    train_img_per_s: float = 4_600.0
+    train_img_per_s: float = H100_BOOK_TRAIN_IMG_PER_S
     sample_step_s: float = 0.075
-    sample_img_per_s: float = 13_300.0
+    sample_img_per_s: float = H100_BOOK_SAMPLE_IMG_PER_S
     clf_step_s: float = 0.050
     note: str = ""
 
@@ -193,7 +194,7 @@ class CFGPreset:
                         + self._sample_s(self.cost_batch, steps_cost, self.cost_batch, guided=True)))
         n_sets = n_models * len(self.ws) + len(cg_scales)
         n_ref = 50_000 if ev.fid_reference_images is None else 0   # smoke reuses the precision/recall images
-        fid = ((n_sets * ev.num_samples + self.pr_reference_images + n_ref) / INCEPTION_IMG_PER_S
+        fid = ((n_sets * ev.num_samples + self.pr_reference_images + n_ref) / H100_INCEPTION_IMG_PER_S
                + n_sets * FID_DISTANCE_S)
         total = STARTUP_S + TOY_S + train + clf + sweep + extra + fid
         return {"startup_s": STARTUP_S, "toy_cpu_s": TOY_S, "train_s": train, "classifier_s": clf,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, Tuple
 
 from lt_diffusion.experiments.common import DiffusionSpec, EvalSpec, TrainSpec, projected_gpu_seconds
+from lt_diffusion.experiments.common import H100_BOOK_SAMPLE_IMG_PER_S, H100_BOOK_TRAIN_IMG_PER_S
 from lt_diffusion.models import UNetConfig, get_model_config
 
 from . import register
@@ -81,8 +82,8 @@ _BOOK = DDPMPreset(
     # Sized with the step costs measured on the H100 (DESIGN.md, 2026-11-22): ~70 ms per step at batch 512.
     train=TrainSpec(steps=1200, batch_size=512, lr=3e-4, warmup_steps=100, grad_clip=1.0, ema_rate=0.998),
     eval=EvalSpec(num_samples=5000, sample_steps=100, batch_size=1000, fid_reference="train", grid=64),
-    train_img_per_s=4_500.0,
-    sample_img_per_s=13_300.0,
+    train_img_per_s=H100_BOOK_TRAIN_IMG_PER_S,
+    sample_img_per_s=H100_BOOK_SAMPLE_IMG_PER_S,
     note="book: ~1 M training images (the paper: 102 M), so FID is far above the paper's; it shows the "
          "pipeline and the order of magnitude after a few minutes, not a reproduction.",
 )

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from lt_diffusion.experiments.common import DiffusionSpec, TrainSpec
+from lt_diffusion.experiments.common import H100_BOOK_SAMPLE_IMG_PER_S, H100_BOOK_TRAIN_IMG_PER_S
 from lt_diffusion.models import UNetConfig, get_model_config
 
 from . import register
@@ -138,10 +139,10 @@ class InversionPreset:
     sample_batch: int = 1000
     comparable: bool = True
     train_step_s: float = 0.070
-    train_img_per_s: float = 4_600.0
+    train_img_per_s: float = H100_BOOK_TRAIN_IMG_PER_S
     invert_img_per_s: float = 6_700.0
     sample_step_s: float = 0.075
-    sample_img_per_s: float = 13_300.0
+    sample_img_per_s: float = H100_BOOK_SAMPLE_IMG_PER_S
     clf_step_s: float = 0.050
     clf_img_per_s: float = 8_500.0
     note: str = ""

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from lt_diffusion.experiments.common import DiffusionSpec, TrainSpec
+from lt_diffusion.experiments.common import H100_BOOK_SAMPLE_IMG_PER_S, H100_INCEPTION_IMG_PER_S
 from lt_diffusion.models import ClassifierConfig, UNetConfig, get_model_config
 
 from . import register
@@ -45,7 +46,6 @@ from . import register
 CHAPTER = "minority_guidance"
 
 # Cost model of the lent H100 beside the measured step times of ``MinorityPreset`` (DESIGN.md, 2026-11-22).
-INCEPTION_IMG_PER_S = 3_000.0   # Inception pool3 features (assumed)
 FID_DISTANCE_S = 0.2            # one Fréchet distance on the GPU (torchmetrics eigenvalue backend, measured)
 STARTUP_S = 20.0                # imports, CUDA context, dataset load, warm-up (assumed)
 TOY_S = 8.0                     # the exact 2-D toy (CPU, float64, scale-independent): 6.5 s measured on 2 CPU cores
@@ -120,7 +120,7 @@ class MinorityPreset:
     train_step_s: float = 0.070
     train_img_per_s: float = 7_300.0
     sample_step_s: float = 0.075
-    sample_img_per_s: float = 13_300.0
+    sample_img_per_s: float = H100_BOOK_SAMPLE_IMG_PER_S
     clf_step_s: float = 0.050
     clf_img_per_s: float = 8_500.0
     note: str = ""
@@ -181,7 +181,7 @@ class MinorityPreset:
         labeller = lt_.steps * self._step_s(lt_.batch_size, self.clf_step_s, self.clf_img_per_s)
         n_gen = sum(n for n, _ in sets)
         n_incep = (self.metric_real_images or self.lt_size) + n_gen
-        metrics = (n_incep / INCEPTION_IMG_PER_S + 3 * FID_DISTANCE_S
+        metrics = (n_incep / H100_INCEPTION_IMG_PER_S + 3 * FID_DISTANCE_S
                    + sum(self._score_s(n, self.score_batch) for n, _ in sets))
         total = STARTUP_S + TOY_S + train + score + clf + sample + labeller + metrics
         return {"startup_s": STARTUP_S, "toy_s": TOY_S, "train_s": train, "score_s": score, "classifier_s": clf,

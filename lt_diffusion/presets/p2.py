@@ -32,8 +32,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from lt_diffusion.experiments.common import (H100_INCEPTION_IMG_PER_S, DiffusionSpec, EvalSpec, TrainSpec,
+from lt_diffusion.experiments.common import (DiffusionSpec, EvalSpec, TrainSpec,
                                              projected_gpu_seconds)
+from lt_diffusion.experiments.common import (H100_BOOK_SAMPLE_IMG_PER_S, H100_BOOK_TRAIN_IMG_PER_S,
+                                             H100_INCEPTION_IMG_PER_S)
 from lt_diffusion.models import UNetConfig, get_model_config
 
 from . import register
@@ -94,8 +96,8 @@ class P2Preset:
     recon_images: int = 6
     check_t: Tuple[int, ...] = (0, 250, 500, 750, 999)
     seed: int = 0
-    train_img_per_s: float = 4_600.0
-    sample_img_per_s: float = 13_300.0
+    train_img_per_s: float = H100_BOOK_TRAIN_IMG_PER_S
+    sample_img_per_s: float = H100_BOOK_SAMPLE_IMG_PER_S
     setup_s: float = 15.0
     arm_overhead_s: float = 2.0
     note: str = ""
@@ -211,8 +213,8 @@ _BOOK = P2Preset(
     eval_every=100,
     curve_samples=1000,
     curve_ddim_steps=25,
-    train_img_per_s=4_600.0,    # measured: book UNet through the Trainer at batch 512 (01_ddpm book run)
-    sample_img_per_s=13_300.0,  # measured: ~75 ms per denoiser pass at batch 1000 (DDIM-50, 38 s per 10k)
+    train_img_per_s=H100_BOOK_TRAIN_IMG_PER_S,  # measured (experiments.common)
+    sample_img_per_s=H100_BOOK_SAMPLE_IMG_PER_S,  # measured (experiments.common)
     note="book: 0.2 M training images per arm (about 4 epochs of CIFAR-10; the paper trains 256x256 models far longer), "
          "so FIDs are far from converged; the chapter compares weightings at one small, equal budget and one seed. "
          "About 7 minutes on one H100 (one device call).",
