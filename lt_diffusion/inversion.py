@@ -89,7 +89,7 @@ def pretrain_generator(model: ClassTableGenerator, diffusion, data, *, steps: in
     loader = GPUBatchLoader(data, batch_size, device=device, flip=random_flip, seed=seed,
                             channels_last=device.type == "cuda")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, grad_clip=grad_clip,
-                      ema_decay=ema_rate, ema_warmup=ema_warmup, p_uncond=p_uncond, num_classes=model.num_classes, bf16=bf16,
+                      ema_rate=ema_rate, ema_warmup=ema_warmup, p_uncond=p_uncond, num_classes=model.num_classes, amp=bf16,
                       seed=seed, log_every=log_every, device=str(device), progress=False)
     trainer = Trainer(model, diffusion, loader, cfg)
     history = trainer.run()

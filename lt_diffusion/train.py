@@ -46,14 +46,16 @@ class TrainConfig:
         lr, weight_decay, betas: AdamW (Improved DDPM: 1e-4, 0; CBDM: 2e-4 Adam).
         warmup_steps: linear LR warm-up length (CBDM / pytorch-ddpm: 5000); 0 disables.
         grad_clip: max global grad norm (CBDM: 1.0) or None.
-        ema_decay: EMA rate (0.9999 in the papers; use ~0.999 for short runs).
-        ema_warmup: use ``min(ema_decay, (1 + n) / (10 + n))`` at optimiser step ``n`` (0-based) instead of a
+        ema_rate: EMA rate (0.9999 in the papers; use ~0.999 for short runs); ``ema_rate`` as in improved-diffusion.
+        ema_warmup: use ``min(ema_rate, (1 + n) / (10 + n))`` at optimiser step ``n`` (0-based) instead of a
             constant rate, so that the average forgets the first steps' weights within a short run (the papers'
-            code uses the constant rate, which leaves ``ema_decay**steps`` of the initial weights in the EMA).
+            code uses the constant rate, which leaves ``ema_rate**steps`` of the initial weights in the EMA).
         p_uncond: probability of replacing a label by the null label (classifier-free guidance).
         uncond_mode: ``"sample"`` (each label independently) or ``"batch"`` (the whole batch, as CBDM).
         schedule_sampler: ``"uniform"`` or ``"loss-second-moment"`` (importance sampling of t).
-        bf16: autocast to bfloat16 (CUDA only). channels_last: NHWC activations (CUDA only).
+        amp: mixed precision on CUDA (bfloat16 autocast); ignored on CPU. channels_last: NHWC activations (CUDA only).
+        random_flip: random horizontal flips of the training images (applied by the data loader that
+            :func:`lt_diffusion.experiments.train_model` builds from this config).
         compile: ``torch.compile`` the model; compile_mode / compile_regional as in
             :func:`lt_diffusion.models.compile_model`.
         seed: seeds the global torch RNG (+ rank under DDP), which draws t, noise, dropout, label drops.
@@ -72,12 +74,13 @@ class TrainConfig:
     betas: Tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
     grad_clip: Optional[float] = None
-    ema_decay: float = 0.9999
+    ema_rate: float = 0.9999
     ema_warmup: bool = False
     p_uncond: float = 0.0
     uncond_mode: str = "sample"
     schedule_sampler: str = "uniform"
-    bf16: bool = True
+    random_flip: bool = True
+    amp: bool = True
     channels_last: bool = True
     compile: bool = False
     compile_mode: Optional[str] = None
@@ -236,7 +239,7 @@ class Trainer:
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
         self.device = dev
-        self.use_bf16 = cfg.bf16 and dev.type == "cuda"
+        self.use_bf16 = cfg.amp and dev.type == "cuda"
         self.channels_last = cfg.channels_last and dev.type == "cuda"
         if cfg.batch_size % self.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} not divisible by world size {self.world_size}")
@@ -254,8 +257,8 @@ class Trainer:
             raise ValueError("p_uncond > 0 drops labels to the null label: it needs a class-conditional model "
                              "(model.config.num_classes or TrainConfig.num_classes)")
         # EMA in float32 via torch's maintained implementation (foreach lerp); buffers are averaged too.
-        avg_fn = (_warmup_ema_multi_avg_fn(cfg.ema_decay, lambda: self.step) if cfg.ema_warmup
-                  else get_ema_multi_avg_fn(cfg.ema_decay))
+        avg_fn = (_warmup_ema_multi_avg_fn(cfg.ema_rate, lambda: self.step) if cfg.ema_warmup
+                  else get_ema_multi_avg_fn(cfg.ema_rate))
         self.ema = AveragedModel(self.model, multi_avg_fn=avg_fn, use_buffers=True)
         self.ema.requires_grad_(False)
 

@@ -88,7 +88,7 @@ def tiny_model(seed: int = 0, **kw) -> UNetModel:
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(steps=10, batch_size=16, lr=1e-3, ema_decay=0.9, log_every=1, device="cpu", progress=False)
+    base = dict(steps=10, batch_size=16, lr=1e-3, ema_rate=0.9, log_every=1, device="cpu", progress=False)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -131,7 +131,7 @@ def test_ema_warmup_rate_closed_form():
 def test_ema_follows_its_recursion(warmup):
     """EMA after K steps == e_1 = w_1, e_n = r_n e_{n-1} + (1 - r_n) w_n, r_n constant or warmed up."""
     decay, K = 0.9, 5
-    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(), cfg(steps=K, ema_decay=decay, ema_warmup=warmup))
+    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(), cfg(steps=K, ema_rate=decay, ema_warmup=warmup))
     weights = []
     for _ in range(K):
         trainer.run(1)  # one more step

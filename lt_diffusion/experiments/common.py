@@ -463,8 +463,8 @@ def trainer_config(train: TrainSpec, *, seed: int = 0, device=None, steps: Optio
     device = default_device() if device is None else device
     return TrainConfig(steps=train.steps if steps is None else steps, batch_size=train.batch_size, lr=train.lr,
                        weight_decay=train.weight_decay, warmup_steps=train.warmup_steps,
-                       grad_clip=train.grad_clip or None, ema_decay=train.ema_rate, ema_warmup=train.ema_warmup,
-                       schedule_sampler=schedule_sampler, bf16=train.bf16, compile=train.compile, seed=seed,
+                       grad_clip=train.grad_clip or None, ema_rate=train.ema_rate, ema_warmup=train.ema_warmup,
+                       schedule_sampler=schedule_sampler, amp=train.bf16, random_flip=train.random_flip, compile=train.compile, seed=seed,
                        log_every=log_every or train.log_every, device=str(device), progress=progress, **extra)
 
 
