@@ -21,6 +21,7 @@ trains on its shard of the global batch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -33,10 +34,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-__all__ = ["TrainConfig", "Trainer", "setup_distributed", "atomic_torch_save", "ema_warmup_decay"]
+__all__ = ["TrainConfig", "Trainer", "setup_distributed", "atomic_torch_save", "ema_warmup_decay", "warmup_cosine_lr"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Training hyper-parameters.
 
@@ -44,6 +45,13 @@ class TrainConfig:
         steps: total optimiser steps of the run (:meth:`Trainer.run` stops there).
         batch_size: global batch (split across DDP ranks).
         lr, weight_decay, betas: AdamW (Improved DDPM: 1e-4, 0; CBDM: 2e-4 Adam).
+        optimizer: ``"adamw"`` (the diffusion papers; fused on CUDA) or ``"sgd"`` (SGD with ``momentum``, as the
+            Diffusion Inversion repository trains its downstream classifiers).
+        momentum: SGD momentum (unused by AdamW, which uses ``betas``).
+        lr_schedule: ``"constant"`` (after a linear warm-up from ``lr / warmup_steps``; the diffusion papers) or
+            ``"cosine"`` (:func:`warmup_cosine_lr`: warm-up from ``lr_floor * lr``, then cosine to ``lr_floor * lr``
+            at ``steps``; the Diffusion Inversion classifier recipe).
+        lr_floor: the cosine schedule's start and end as a fraction of ``lr``.
         warmup_steps: linear LR warm-up length (CBDM / pytorch-ddpm: 5000); 0 disables.
         grad_clip: max global grad norm (CBDM: 1.0) or None.
         ema_rate: EMA rate (0.9999 in the papers; use ~0.999 for short runs); ``ema_rate`` as in improved-diffusion.
@@ -72,6 +80,10 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     betas: Tuple[float, float] = (0.9, 0.999)
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    lr_floor: float = 1e-3
     warmup_steps: int = 0
     grad_clip: Optional[float] = None
     ema_rate: float = 0.9999
@@ -98,7 +110,22 @@ class TrainConfig:
             raise ValueError(f"uncond_mode must be 'sample' or 'batch', got {self.uncond_mode!r}")
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
-        self.betas = tuple(self.betas)
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        object.__setattr__(self, "betas", tuple(self.betas))
+
+
+def warmup_cosine_lr(step: int, total: int, lr: float, warmup: int, floor: float = 1e-3) -> float:
+    """Learning rate of update ``step`` (0-based) of ``total``: a linear warm-up from ``floor * lr`` over ``warmup``
+    steps, then a cosine from ``lr`` down to ``floor * lr`` at ``total`` (the Diffusion Inversion classifier recipe)."""
+    lo = floor * lr
+    if warmup > 0 and step < warmup:
+        return lo + (lr - lo) * step / warmup
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return lo + 0.5 * (lr - lo) * (1.0 + math.cos(math.pi * progress))
 
 
 def ema_warmup_decay(decay: float, step: int) -> float:
@@ -263,8 +290,13 @@ class Trainer:
         self.ema.requires_grad_(False)
 
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                                           fused=True if dev.type == "cuda" else None)
+        if cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas,
+                                               weight_decay=cfg.weight_decay,
+                                               fused=True if dev.type == "cuda" else None)
 
         net: nn.Module = self.model
         if cfg.compile and cfg.compile_regional:
@@ -298,7 +330,10 @@ class Trainer:
         return self.rank == 0
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of the update with 0-based index ``step`` (linear warm-up, then constant)."""
+        """Learning rate of the update with 0-based index ``step`` (``config.lr_schedule``)."""
+        if self.config.lr_schedule == "cosine":
+            c = self.config
+            return warmup_cosine_lr(step, c.steps, c.lr, c.warmup_steps, c.lr_floor)
         if self.config.warmup_steps > 0:
             return self.config.lr * min(1.0, (step + 1) / self.config.warmup_steps)
         return self.config.lr

@@ -119,6 +119,31 @@ def test_warmup_is_linear():
     assert [trainer.lr_at(s) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
 
 
+def test_cosine_schedule_closed_form():
+    # warm-up from floor*lr to lr over 4 steps, then cos from lr (step 4) to floor*lr (step 12)
+    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(),
+                      cfg(lr=0.1, steps=12, warmup_steps=4, lr_schedule="cosine", lr_floor=0.01))
+    lrs = [trainer.lr_at(s) for s in range(13)]
+    assert lrs[0] == pytest.approx(0.001) and lrs[2] == pytest.approx(0.001 + 0.099 * 0.5)
+    assert lrs[4] == pytest.approx(0.1) and lrs[8] == pytest.approx(0.001 + 0.099 * 0.5)
+    assert lrs[12] == pytest.approx(0.001)
+
+
+def test_sgd_optimizer_is_used_and_learns():
+    trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(batch_size=32),
+                      cfg(steps=60, lr=0.05, optimizer="sgd", momentum=0.9, log_every=30, grad_clip=1.0))
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+    assert trainer.optimizer.param_groups[0]["momentum"] == 0.9
+    hist = trainer.run()
+    assert hist[-1]["loss"] < hist[0]["loss"]
+
+
+@pytest.mark.parametrize("bad", [dict(optimizer="adam"), dict(lr_schedule="linear")])
+def test_config_rejects_unknown_choices(bad):
+    with pytest.raises(ValueError, match="must be"):
+        cfg(**bad)
+
+
 def test_ema_warmup_rate_closed_form():
     assert ema_warmup_decay(0.999, 0) == pytest.approx(0.1)
     assert ema_warmup_decay(0.999, 90) == pytest.approx(0.91)
