@@ -11,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from lt_diffusion import train as train_mod
+from lt_diffusion.diffusion import create_diffusion
 from lt_diffusion.models import UNetConfig, UNetModel
 from lt_diffusion.train import TrainConfig, Trainer, atomic_torch_save, ema_warmup_decay
 
@@ -95,7 +96,7 @@ def cfg(**kw) -> TrainConfig:
 
 def test_tiny_unet_learns_toy_set():
     diffusion = StandInDiffusion()
-    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=32), cfg(steps=300, lr=2e-3, log_every=50,
+    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=32), cfg(steps=300, batch_size=32, lr=2e-3, log_every=50,
                                                                             warmup_steps=20, grad_clip=1.0))
     hist = trainer.run()
     assert [h["step"] for h in hist] == [50, 100, 150, 200, 250, 300]
@@ -131,7 +132,7 @@ def test_cosine_schedule_closed_form():
 
 def test_sgd_optimizer_is_used_and_learns():
     trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(batch_size=32),
-                      cfg(steps=60, lr=0.05, optimizer="sgd", momentum=0.9, log_every=30, grad_clip=1.0))
+                      cfg(steps=60, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.9, log_every=30, grad_clip=1.0))
     assert isinstance(trainer.optimizer, torch.optim.SGD)
     assert trainer.optimizer.param_groups[0]["momentum"] == 0.9
     hist = trainer.run()
@@ -232,7 +233,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("mode", ["sample", "batch"])
 def test_label_dropout(mode):
     diffusion = StandInDiffusion()
-    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=64), cfg(steps=40, p_uncond=0.5, uncond_mode=mode))
+    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=64), cfg(steps=40, batch_size=64, p_uncond=0.5, uncond_mode=mode))
     trainer.run()
     ys = torch.stack(diffusion.seen_y)  # (steps, B)
     null = ys == 4
@@ -258,10 +259,9 @@ def test_unconditional_model_gets_no_labels():
         cfg(uncond_mode="half")
 
 
-def test_with_package_diffusion_if_present(tmp_path):
+def test_with_package_diffusion(tmp_path):
     """Integration with lt_diffusion.diffusion (hybrid loss, learned sigma, loss-aware sampler)."""
-    diffusion_mod = pytest.importorskip("lt_diffusion.diffusion")
-    diffusion = diffusion_mod.create_diffusion(steps=40, noise_schedule="cosine", learn_sigma=True, loss="hybrid",
+    diffusion = create_diffusion(steps=40, noise_schedule="cosine", learn_sigma=True, loss="hybrid",
                                                rescale_timesteps=True)
     trainer = Trainer(tiny_model(learn_sigma=True), diffusion, ToyData(),
                       cfg(steps=4, schedule_sampler="loss-second-moment", log_every=2))
