@@ -368,7 +368,7 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "GLOBAL" in text or "global" in text:
-            detail = text[text.find("Unsupported global"):].splitlines()[0] if "Unsupported global" in text else ""
+            detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "nsupported global" in ln), "")
             raise CheckpointError(
                 f"{path}: refused: the file holds Python objects beyond tensors and plain containers "
                 f"({detail or 'weights_only=True refuses them'}). Trainer checkpoints never do; loading it fully "
@@ -417,10 +417,10 @@ def _state_dict_diff(stored: Dict[str, torch.Tensor], current: Dict[str, torch.T
         out.append(f"{what}: {len(missing)} tensors missing from the checkpoint (e.g. {missing[:3]})")
     if extra:
         out.append(f"{what}: {len(extra)} tensors the model does not have (e.g. {extra[:3]})")
-    for k, v in current.items():
-        s = stored.get(k)
-        if torch.is_tensor(s) and torch.is_tensor(v) and tuple(s.shape) != tuple(v.shape):
-            out.append(f"{what}.{k}: checkpoint shape {tuple(s.shape)}, model {tuple(v.shape)}")
+    shapes = [f"{what}.{k}: checkpoint shape {tuple(stored[k].shape)}, model {tuple(v.shape)}"
+              for k, v in current.items() if torch.is_tensor(stored.get(k)) and torch.is_tensor(v)
+              and tuple(stored[k].shape) != tuple(v.shape)]
+    out += shapes[:4] + ([f"... and {len(shapes) - 4} more tensors of other shapes"] if len(shapes) > 4 else [])
     return out
 
 
@@ -978,7 +978,9 @@ class Trainer:
         if not problems:  # the EMA copy mirrors the model; report it only if the model itself matched
             problems += _state_dict_diff(state["ema"], self.ema.state_dict(), "ema")
         stored_opt = (state.get("config") or {}).get("optimizer", "adamw")
-        if stored_opt != self.config.optimizer:
+        if problems:
+            pass  # the optimizer state follows the model's shapes: nothing more to say
+        elif stored_opt != self.config.optimizer:
             problems.append(f"optimizer: checkpoint {stored_opt!r}, this trainer {self.config.optimizer!r}")
         else:
             groups = state["optimizer"].get("param_groups", [])
