@@ -46,7 +46,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 __all__ = ["TrainConfig", "Trainer", "setup_distributed", "atomic_torch_save", "ema_warmup_decay", "warmup_cosine_lr",
            "select_precision", "check_batch", "read_checkpoint", "latest_checkpoint", "CheckpointError",
-           "NonFiniteLossError", "CHECKPOINT_FORMAT"]
+           "NonFiniteLossError", "CHECKPOINT_FORMAT", "remove_stale_temp_files"]
 
 CHECKPOINT_FORMAT = 2  # 1: no loss accumulators, scaler or precision (still readable)
 _CKPT_NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -803,7 +803,8 @@ class Trainer:
     # ------------------------------------------------------------------ non-finite losses
     def _nonfinite_message(self, step: int) -> str:
         last = self.last_checkpoint or "none (this trainer has not written or loaded one)"
-        return (f"training stopped: the loss was not finite (NaN or inf) at step {step} (lr {self.lr_at(step - 1):.3g}); "
+        return (f"training stopped: the loss was not finite (NaN or inf) at step {step} "
+                f"(lr {self.lr_at(step - 1):.3g}); "
                 f"the weights are no longer usable and no checkpoint of them is written. Last good checkpoint: "
                 f"{last}. Fix: lower TrainConfig.lr (now {self.config.lr:g}), set grad_clip, or check the data for "
                 f"NaN/inf (only the first batch is checked in full); then resume from the last good checkpoint")
@@ -998,7 +999,8 @@ class Trainer:
                                             f"{tuple(v.shape)}, parameter {tuple(p.shape)}")
                             break
         if problems:
-            raise CheckpointError(f"{path} does not fit this trainer, nothing was loaded:\n  - " + "\n  - ".join(problems)
+            raise CheckpointError(f"{path} does not fit this trainer, nothing was loaded:\n  - "
+                                  + "\n  - ".join(problems)
                                   + "\nBuild the model (and TrainConfig) the checkpoint was trained with; its settings "
                                     "are in the checkpoint's 'model_config' and 'config' entries")
 

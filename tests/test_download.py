@@ -90,7 +90,8 @@ def test_public_urls_and_checksums_are_the_libraries():
 
 def test_weights_are_fetched_verified_and_cached(mirror, monkeypatch, tmp_path, assets_dir):
     alex_features = assets.load_state_dict_file(assets_dir / assets.ALEXNET_FILE)
-    full = dict(alex_features, **{"classifier.6.weight": torch.zeros(1000, 4096), "classifier.6.bias": torch.zeros(1000)})
+    full = dict(alex_features, **{"classifier.6.weight": torch.zeros(1000, 4096),
+                                  "classifier.6.bias": torch.zeros(1000)})
     alex_name, _ = _serve_weights(mirror, monkeypatch, "alexnet", "alexnet-owt", full)
     inception = dict(assets.load_state_dict_file(assets_dir / assets.INCEPTION_FILE))
     inception["fc.weight"], inception["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)

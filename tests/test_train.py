@@ -13,8 +13,8 @@ import torch.multiprocessing as mp
 
 from lt_diffusion import train as train_mod
 from lt_diffusion.diffusion import create_diffusion
-from lt_diffusion.models import UNetConfig, UNetModel
-from lt_diffusion.train import TrainConfig, Trainer, atomic_torch_save, ema_warmup_decay
+from lt_diffusion.models import UNetConfig
+from lt_diffusion.train import Trainer, atomic_torch_save, ema_warmup_decay
 from train_toys import StandInDiffusion, ToyData, cfg, tiny_model
 
 

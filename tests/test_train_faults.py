@@ -37,7 +37,8 @@ def _one_thread():
 def ctx():
     context = mp.get_context("forkserver")
     # torch._dynamo: the first optimizer imports it (seconds); do it once in the server
-    context.set_forkserver_preload(["torch", "torch._dynamo", "lt_diffusion.train", "lt_diffusion.models", "lt_diffusion.resample", "train_toys"])
+    context.set_forkserver_preload(["torch", "torch._dynamo", "lt_diffusion.train", "lt_diffusion.models",
+                                    "lt_diffusion.resample", "train_toys"])
     return context
 
 

@@ -94,7 +94,8 @@ TIMING_KEYS = ("images_per_s", "elapsed_s")
 def fault_config(ckpt_dir=None, steps: int = FAULT_STEPS) -> TrainConfig:
     """The run every fault test trains: dropout, label dropout, clipping, warm-up, the loss-aware sampler and the
     warmed-up EMA, so every piece of resumable state matters."""
-    return cfg(steps=steps, log_every=FAULT_LOG_EVERY, ckpt_dir=ckpt_dir, ckpt_every=FAULT_CKPT_EVERY if ckpt_dir else 0,
+    return cfg(steps=steps, log_every=FAULT_LOG_EVERY, ckpt_dir=ckpt_dir,
+               ckpt_every=FAULT_CKPT_EVERY if ckpt_dir else 0,
                p_uncond=0.3, grad_clip=0.5, warmup_steps=3, schedule_sampler="loss-second-moment", ema_warmup=True)
 
 

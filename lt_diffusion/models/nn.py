@@ -85,7 +85,8 @@ def check_labels(y: torch.Tensor, batch: int, num_classes: Optional[int], model:
     if lo_y < 0 or hi_y > hi:
         null = f" (label {num_classes} is the null label)" if null_label else ""
         raise ValueError(f"{model}: labels lie in [{lo_y}, {hi_y}] but the model has {num_classes} classes, so labels "
-                         f"must lie in [0, {hi}]{null}: build the model with the data's class count or remap the labels")
+                         f"must lie in [0, {hi}]{null}: build the model with the data's class count or remap the "
+                         f"labels")
 
 
 def norm_groups(channels: int, max_groups: int = 32, min_group_size: int = 2) -> int:
