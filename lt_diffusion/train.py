@@ -75,7 +75,7 @@ def _check_real(name: str, value: Any, lo: float, hi: float = math.inf, lo_open:
     ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open or hi == math.inf else ']'}"
         raise ValueError(f"TrainConfig.{name} must be a finite number in {interval}, got {value!r}{hint}")
 
 

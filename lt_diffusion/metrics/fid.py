@@ -136,10 +136,10 @@ def fid_from_features(feats_a: Any, feats_b: Any) -> float:
     return fid_from_stats(*feature_stats(feats_a), *feature_stats(feats_b))
 
 
-def _stats_of(x: Any, extractor_kwargs: dict) -> FIDStats:
+def _stats_of(x: Any, extractor_kwargs: dict, name: str = "features") -> FIDStats:
     if isinstance(x, FIDStats):
         return x
-    return feature_stats(as_features(x, **extractor_kwargs))
+    return feature_stats(as_features(x, name=name, **extractor_kwargs))
 
 
 def fid(
@@ -158,7 +158,7 @@ def fid(
     :class:`FIDStats` (e.g. from :func:`reference_stats`). Symmetric in its arguments.
     """
     kw = dict(device=device, batch_size=batch_size, progress=progress, data_root=data_root)
-    return fid_from_stats(*_stats_of(images_a, kw), *_stats_of(images_b, kw))
+    return fid_from_stats(*_stats_of(images_a, kw, "images_a"), *_stats_of(images_b, kw, "images_b"))
 
 
 # --------------------------------------------------------------------------------------------------
