@@ -224,9 +224,11 @@ def select_precision(amp: bool, device: Any) -> str:
     if not amp or device.type != "cuda" or not torch.cuda.is_available():
         return "fp32"
     major, _ = torch.cuda.get_device_capability(device)
-    if major >= 8 and torch.cuda.is_bf16_supported(including_emulation=False):
-        return "bf16"
-    return "fp16"
+    try:
+        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no emulation flag (and reports native support only)
+        native_bf16 = torch.cuda.is_bf16_supported()
+    return "bf16" if major >= 8 and native_bf16 else "fp16"
 
 
 def _warmup_ema_multi_avg_fn(decay: float, step_fn):
