@@ -585,8 +585,9 @@ class Trainer:
 
     After :meth:`run`, ``history`` holds one dict per ``log_every`` steps (``step``, ``loss``,
     ``loss_q0..q3``, the same for every term the diffusion returns, ``lr``, ``grad_norm`` when clipping,
-    ``images_per_s`` (counted from the batches actually drawn), ``elapsed_s``); ``ema_model`` is the averaged
-    network for sampling; ``precision`` says which arithmetic the steps used (:func:`select_precision`).
+    ``images_per_s`` (counted from the batches actually drawn), ``elapsed_s``, and ``precision``: the arithmetic
+    of the steps, ``"bf16"``, ``"fp16"`` or ``"fp32"`` (:func:`select_precision`), also ``Trainer.precision`` and
+    the checkpoint's ``"precision"``); ``ema_model`` is the averaged network for sampling.
     """
 
     def __init__(self, model: nn.Module, diffusion: Any, data: Iterable, config: TrainConfig,
@@ -671,7 +672,7 @@ class Trainer:
         self.data = data
         self._data_iter = iter(data)
         self.step = 0
-        self.history: List[Dict[str, float]] = []
+        self.history: List[Dict[str, Any]] = []
         self.last_checkpoint: Optional[str] = None  # the newest checkpoint written or loaded by this trainer
         self._first_batch_checked = False
         # Synchronising each step costs nothing on the CPU; on CUDA the loss is checked at log/checkpoint time.
@@ -825,7 +826,7 @@ class Trainer:
         raise NonFiniteLossError(self._nonfinite_message(self._failed_step), self._failed_step)
 
     # ------------------------------------------------------------------ logging
-    def _log(self) -> Dict[str, float]:
+    def _log(self) -> Dict[str, Any]:
         """Reduce the accumulators (across ranks too) into one history record; the loop's only sync."""
         self._check_finite()
         keys = sorted(self._acc)
@@ -836,7 +837,7 @@ class Trainer:
         vals = stacked.cpu()
         counts = vals[0]
         now = time.perf_counter()
-        rec: Dict[str, float] = {"step": self.step}
+        rec: Dict[str, Any] = {"step": self.step}
         for i, k in enumerate(keys):
             sums = vals[1 + i]
             rec[k] = float(sums.sum() / counts.sum().clamp(min=1))
@@ -850,12 +851,13 @@ class Trainer:
         rec["images_per_s"] = self._acc_images / max(elapsed, 1e-9)
         self._elapsed_total += elapsed
         rec["elapsed_s"] = self._elapsed_total
+        rec["precision"] = self.precision  # for provenance: "bf16", "fp16" or "fp32"
         self.history.append(rec)
         self._reset_accumulators()
         self._t0 = now
         return rec
 
-    def run(self, num_steps: Optional[int] = None) -> List[Dict[str, float]]:
+    def run(self, num_steps: Optional[int] = None) -> List[Dict[str, Any]]:
         """Train until ``config.steps`` (or for ``num_steps`` more steps); returns ``history``.
 
         Records are written at every multiple of ``log_every`` and at ``config.steps``, so a run split into

@@ -294,8 +294,10 @@ def test_precision_choice(monkeypatch):
         assert select_precision(True, "cuda:0") == expected, capability
         assert select_precision(False, "cuda:0") == "fp32"
     assert select_precision(True, "cpu") == "fp32"
+    monkeypatch.undo()  # no GPU here: train on the CPU for real
     trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(), cfg(steps=1))
     assert trainer.precision == "fp32" and trainer.scaler is None
+    assert trainer.run()[-1]["precision"] == "fp32"  # recorded for provenance
 
 
 def test_fp16_scaler_state_resumes_exactly(tmp_path, monkeypatch):
@@ -317,3 +319,4 @@ def test_fp16_scaler_state_resumes_exactly(tmp_path, monkeypatch):
     assert torch.equal(_flat(resumed.ema), _flat(straight.ema))
     assert resumed.scaler.state_dict() == straight.scaler.state_dict()
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    assert {h["precision"] for h in resumed.history} == {"fp16"}
