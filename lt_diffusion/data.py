@@ -8,8 +8,9 @@ Sources, tried in this order by :func:`load_cifar10`:
    (``cifar10-png/{train,test}/<class>/<name>.png``) and decoded once into the cache of step 1.
    Order = ``torchvision.datasets.ImageFolder``: classes sorted (= official label order), files
    sorted by name within a class;
-3. ``torchvision.datasets.CIFAR10(download=True)`` into the cache (for machines with network);
-   cached as ``cifar10tv_{split}_uint8.pt``. Same labels, **different image order** than 1-2.
+3. the public CIFAR-10 archive (torchvision's ``CIFAR10`` files, fetched and checked by
+   :func:`lt_diffusion.assets.fetch`) into the cache, for machines with network; cached as
+   ``cifar10tv_{split}_uint8.pt``. Same labels, **different image order** than 1-2.
 
 Long tail (LDAM / CBDM protocol, see ``papers.md`` §5.1): class ``c`` keeps
 ``n_c = int(n_max * imb_factor ** (c / (C - 1)))`` images. CBDM's ``dataset.py`` shuffles each class
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .assets import CIFAR10_ARCHIVE, AssetNotFoundError, find_asset
+from .assets import CIFAR10_ARCHIVE, REMOTE_FILES, AssetChecksumError, AssetNotFoundError, fetch, find_asset
 from .paths import ASSETS_ENV, CACHE_ENV, assets_dir, cache_dir
 
 __all__ = [
@@ -235,10 +236,22 @@ def _decode_folder(split_dir: Path, workers: int | None = None) -> ImageDataset:
 
 
 def _from_torchvision(split: str, download: bool) -> ImageDataset:
+    """CIFAR-10 through ``torchvision.datasets.CIFAR10`` from ``cache_dir()/torchvision``. The archive is fetched
+    from its public URL (or ``LT_DIFFUSION_MIRROR``) by :func:`lt_diffusion.assets.fetch`, which checks its SHA-256
+    and torchvision's MD5 before it is kept; torchvision then checks every batch file's MD5 as it loads."""
     import torchvision
+    from torchvision.datasets.utils import extract_archive
 
     root = cache_dir() / "torchvision"
-    ds = torchvision.datasets.CIFAR10(root=str(root), train=(split == "train"), download=download)
+    train = split == "train"
+    try:
+        ds = torchvision.datasets.CIFAR10(root=str(root), train=train, download=False)
+    except RuntimeError:  # not there yet, or its batch files fail torchvision's MD5 check
+        if not download:
+            raise
+        archive = fetch(REMOTE_FILES["cifar10"], root)
+        extract_archive(str(archive), str(root))
+        ds = torchvision.datasets.CIFAR10(root=str(root), train=train, download=False)
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
     return ImageDataset(images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes))
 
@@ -288,8 +301,10 @@ def load_cifar10(split: str = "train", data_root=None, download: bool | None = N
         raise DataSourceError(_no_source_message(split, folder, "download=False"))
     try:
         ds = _from_torchvision(split, download=True)
+    except AssetChecksumError:
+        raise  # a corrupt download: its message says so (and nothing was kept)
     except Exception as exc:
-        raise DataSourceError(_no_source_message(split, folder, f"the torchvision download failed ({exc})")) from exc
+        raise DataSourceError(_no_source_message(split, folder, f"the CIFAR-10 download failed ({exc})")) from exc
     _save_atomic(_to_blob(ds, "torchvision"), tv_cache)
     return ds
 

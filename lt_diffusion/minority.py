@@ -47,8 +47,8 @@ def lpips_distance_fn(device=None) -> Callable[[torch.Tensor, torch.Tensor], tor
     from .metrics.lpips import lpips_distance
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return lpips_distance(a.float().clamp(-1, 1), b.float().clamp(-1, 1), device=device or a.device,
-                              batch_size=max(1, a.shape[0])).to(a.device)
+        return lpips_distance(a.float().clamp(-1, 1), b.float().clamp(-1, 1), value_range=(-1, 1),
+                              device=device or a.device, batch_size=max(1, a.shape[0])).to(a.device)
 
     return distance
 

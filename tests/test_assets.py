@@ -86,10 +86,7 @@ def test_no_assets_no_network_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    import torchvision.models._api as tv_api
-
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(AssetNotFoundError) as info:
         assets.fid_inception_state_dict()
     assert "LT_DIFFUSION_ASSETS" in str(info.value) and "network" in str(info.value)

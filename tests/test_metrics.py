@@ -176,13 +176,6 @@ def _lo(f: np.ndarray) -> np.ndarray:
     return f[:, :256]
 
 
-@pytest.fixture(scope="module")
-def fid_ab(feats):
-    from lt_diffusion.metrics import fid_from_features
-
-    return fid_from_features(feats["A"], feats["B"])  # airplane 12 vs automobile 12, 2048-d
-
-
 def test_frechet_distance_matches_pytorch_fid(feats):
     from pytorch_fid.fid_score import calculate_frechet_distance
 
@@ -199,25 +192,41 @@ def test_frechet_distance_matches_pytorch_fid(feats):
         fid_from_stats(m1, s1, m2[:10], s2)
 
 
-def test_fid_end_to_end_matches_pytorch_fid_paths(cifar, fid_ab):
+def test_fid_end_to_end_matches_pytorch_fid_paths(cifar, feats):
     """FID of two PNG folders (12 + 12 images) equals pytorch-fid's calculate_fid_given_paths.
 
     pytorch-fid is pointed at the offline weights with the assets README's patch; batch size 50 on both
-    sides, dims 2048, CPU, num_workers 0. ``fid_ab`` comes from ``compute_features`` on the same folders.
+    sides, dims 2048, CPU, num_workers 0. Its per-folder statistics (recorded on the way through) equal ours
+    from ``compute_features`` bit for bit, so both sides feed the Fréchet distance the same numbers. Our
+    distance takes the exact low-rank route (``fid_features_to_stats``, N - 1 < D), equal to the SciPy
+    ``sqrtm`` form (tested against pytorch-fid below), which saves a second 2048 x 2048 matrix square root.
     """
     import pytorch_fid.fid_score as pfs
     import pytorch_fid.inception as pfi
 
     from lt_diffusion.assets import fid_inception_state_dict
+    from lt_diffusion.metrics import feature_stats, fid_features_to_stats
 
     sd = dict(fid_inception_state_dict())
     sd["fc.weight"], sd["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
-    original = pfi.load_state_dict_from_url
+    seen = []
+    original_load, original_stats = pfi.load_state_dict_from_url, pfs.compute_statistics_of_path
+
+    def recording_stats(*args, **kwargs):
+        seen.append(original_stats(*args, **kwargs))
+        return seen[-1]
+
     pfi.load_state_dict_from_url = lambda *a, **k: sd
+    pfs.compute_statistics_of_path = recording_stats
     try:
         ref = float(pfs.calculate_fid_given_paths([str(cifar["A"]), str(cifar["B"])], BATCH, "cpu", 2048, num_workers=0))
     finally:
-        pfi.load_state_dict_from_url = original
+        pfi.load_state_dict_from_url, pfs.compute_statistics_of_path = original_load, original_stats
+    assert len(seen) == 2
+    for (mu_ref, sigma_ref), ours in zip(seen, (feature_stats(feats["A"]), feature_stats(feats["B"]))):
+        np.testing.assert_array_equal(ours.mu, mu_ref)
+        np.testing.assert_array_equal(ours.sigma, sigma_ref)
+    fid_ab = fid_features_to_stats(feats["A"], *feature_stats(feats["B"]))  # airplane 12 vs automobile 12, 2048-d
     assert fid_ab == pytest.approx(ref, abs=1e-3)
     assert ref > 100  # airplanes vs cars
 
@@ -490,3 +499,75 @@ def test_fid_features_to_stats_equals_pytorch_fid(n_gen, n_real, d):
     assert fid_features_to_stats(a, ref.mu, ref.sigma) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="do not match"):
         fid_features_to_stats(a, ref.mu[:-1], ref.sigma)
+
+
+# --------------------------------------------------------------------------------------------------
+# bad input: refused with the tensor's name, or handled correctly
+# --------------------------------------------------------------------------------------------------
+def test_lpips_input_forms_and_ranges(images):
+    from lt_diffusion.metrics import lpips_distance
+
+    a8, b8 = images["A"][:4], images["B"][:4]
+    pm1 = lambda x: x.float() / 127.5 - 1  # noqa: E731
+    ref = lpips_distance(pm1(a8), pm1(b8), device="cpu")
+    # uint8, as every metric here accepts, is the same computation as its [-1, 1] form
+    assert torch.equal(lpips_distance(a8, b8, device="cpu"), ref)
+    # [0, 1] images with their range declared give the same distances (up to float rounding)
+    unit = lpips_distance(a8.float() / 255, b8.float() / 255, value_range=(0, 1), device="cpu")
+    torch.testing.assert_close(unit, ref, rtol=1e-4, atol=1e-5)
+    # undeclared [0, 1] input cannot be told from [-1, 1] input: refused, because taken as [-1, 1] it changes
+    # LPIPS (what the explicit, wrong declaration below computes)
+    with pytest.raises(ValueError, match=r"cannot be told: pass value_range=\(0, 1\)"):
+        lpips_distance(a8.float() / 255, b8.float() / 255, device="cpu")
+    wrong = lpips_distance(a8.float() / 255, b8.float() / 255, value_range=(-1, 1), device="cpu")
+    assert (wrong - ref).abs().max() > 0.02
+    # [-1, 1] input declared as [0, 1] is told apart by its negative values
+    with pytest.raises(ValueError, match=r"look like model-range images: pass value_range=\(-1, 1\)"):
+        lpips_distance(pm1(a8), pm1(b8), value_range=(0, 1), device="cpu")
+    nan = pm1(b8)
+    nan[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"^b: 1 non-finite value"):
+        lpips_distance(pm1(a8), nan, device="cpu")
+    with pytest.raises(ValueError, match="NHWC"):
+        lpips_distance(a8.permute(0, 2, 3, 1), b8.permute(0, 2, 3, 1), device="cpu")
+
+
+def test_nonfinite_features_are_refused_by_every_metric(feats):
+    from lt_diffusion.metrics import (feature_stats, fid, fid_features_to_stats, fid_from_stats, kid, prdc,
+                                      rarity_score)
+
+    good, bad = _lo(feats["A"]), _lo(feats["B"]).copy()
+    bad[3, 7] = np.nan
+    bad[5, 0] = np.inf
+    rows = r"2 of 12 feature rows hold NaN/inf \(rows \[3, 5\]\)"
+    with pytest.raises(ValueError, match=rows):
+        fid(good, bad)
+    with pytest.raises(ValueError, match="feats_b: " + rows):
+        kid(good, bad, subset_size=6, num_subsets=2)
+    with pytest.raises(ValueError, match="gen_feats: " + rows):
+        prdc(good, bad)
+    with pytest.raises(ValueError, match="gen_feats: " + rows):
+        rarity_score(bad, good)
+    with pytest.raises(ValueError, match="gen_feats: " + rows):
+        fid_features_to_stats(bad, *feature_stats(good))
+    mu, sigma = feature_stats(good)
+    with pytest.raises(ValueError, match="mu2 holds 1 NaN/inf"):
+        fid_from_stats(mu, sigma, np.where(np.arange(mu.size) == 4, np.nan, mu), sigma)
+    with pytest.raises(ValueError, match=r"float images must be finite"):
+        fid(torch.full((4, 3, 8, 8), float("nan")), good)
+
+
+def test_damaged_stats_cache_names_the_file(images):
+    import re
+
+    from lt_diffusion.metrics import dataset_reference_stats
+    from lt_diffusion.paths import cache_dir
+
+    kw = dict(subset="automobile2", device="cpu", progress=False)
+    first = dataset_reference_stats("cifar10", "test", images["B"][:2], **kw)
+    (path,) = (cache_dir() / "fid_stats").glob("cifar10-test-automobile2__*.npz")
+    path.write_bytes(path.read_bytes()[:200])  # truncated, as by a full disk
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r": unreadable FID statistics cache.*refresh=True"):
+        dataset_reference_stats("cifar10", "test", images["B"][:2], **kw)
+    again = dataset_reference_stats("cifar10", "test", images["B"][:2], refresh=True, **kw)
+    np.testing.assert_array_equal(again.sigma, first.sigma)

@@ -229,3 +229,48 @@ def test_compile_model_traces_without_graph_breaks(regional):
     assert (compiled is model) == regional
     torch.testing.assert_close(compiled(x, t, y), ref, rtol=1e-6, atol=1e-6)
     torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("x, match", [
+    (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), r"uint8.*to_model_range"),
+    (torch.zeros(2, 3, 8, 8, dtype=torch.int64), "floating-point"),
+    (torch.zeros(2, 3, 16, 16), r"\(2, 3, 16, 16\) but the model was built for \(B, 3, 8, 8\).*image_size"),
+    (torch.zeros(2, 3, 7, 7), r"built for \(B, 3, 8, 8\)"),
+    (torch.zeros(2, 1, 8, 8), "in_channels=3"),
+    (torch.zeros(2, 8, 8, 3), "NHWC"),
+    (torch.zeros(3, 8, 8), r"built for \(B, 3, 8, 8\)"),
+])
+def test_unet_refuses_input_it_was_not_built_for(x, match):
+    model = UNetModel(_tiny(num_classes=4)).eval()
+    with pytest.raises(ValueError, match=match):
+        model(x, torch.zeros(x.shape[0]))
+
+
+def test_unet_refuses_bad_timesteps_and_labels():
+    model = UNetModel(_tiny(num_classes=4)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"t must be a scalar or have shape \(2,\)"):
+        model(x, torch.zeros(3))
+    with pytest.raises(ValueError, match="integer"):
+        model(x, torch.zeros(2), y=torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        model(x, torch.zeros(2), y=torch.tensor([[0, 1]]))
+    with pytest.raises(ValueError, match=r"labels lie in \[0, 5\].*\[0, 4\].*null label"):
+        model(x, torch.zeros(2), y=torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"labels lie in \[-1, 0\]"):
+        model(x, torch.zeros(2), y=torch.tensor([-1, 0]))
+    assert model(x, torch.zeros(2), y=torch.tensor([4, 0])).shape == (2, 3, 8, 8)  # 4 = null label is fine
+    cond_model = UNetModel(_tiny(cond_dim=5)).eval()
+    with pytest.raises(ValueError, match=r"cond must have shape \(2, 5\)"):
+        cond_model(x, torch.zeros(2), cond=torch.zeros(2, 4))
+
+
+def test_classifier_refuses_wrong_size_and_dtype():
+    cfg = ClassifierConfig(num_classes=3, image_size=16, model_channels=16, channel_mult=(1, 2),
+                           num_res_blocks=1, attention_resolutions=(8,), num_head_channels=8)
+    clf = EncoderUNetModel(cfg).eval()
+    with pytest.raises(ValueError, match=r"EncoderUNetModel: x has shape \(2, 3, 32, 32\).*\(B, 3, 16, 16\)"):
+        clf(torch.zeros(2, 3, 32, 32), torch.zeros(2))
+    with pytest.raises(ValueError, match="uint8"):
+        clf(torch.zeros(2, 3, 16, 16, dtype=torch.uint8), torch.zeros(2))

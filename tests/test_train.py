@@ -1,7 +1,8 @@
 """Trainer: learning on a toy set, exact resume, DDP equivalence, checkpoint safety, label dropout.
 
-Most tests use a minimal stand-in diffusion defined here (the ε-MSE of DDPM in ten lines), so the
-trainer is tested on its own; one test runs it against ``lt_diffusion.diffusion`` when present.
+Most tests use a minimal stand-in diffusion (``train_toys.py``: the ε-MSE of DDPM in ten lines), so the
+trainer is tested on its own; one test runs it against ``lt_diffusion.diffusion``. Bad input and
+checkpoint safety: ``test_train_robustness.py``; processes killed mid-run: ``test_train_faults.py``.
 """
 import os
 import socket
@@ -11,8 +12,10 @@ import torch
 import torch.multiprocessing as mp
 
 from lt_diffusion import train as train_mod
-from lt_diffusion.models import UNetConfig, UNetModel
-from lt_diffusion.train import TrainConfig, Trainer, atomic_torch_save, ema_warmup_decay
+from lt_diffusion.diffusion import create_diffusion
+from lt_diffusion.models import UNetConfig
+from lt_diffusion.train import Trainer, atomic_torch_save, ema_warmup_decay
+from train_toys import StandInDiffusion, ToyData, cfg, tiny_model
 
 
 
@@ -25,77 +28,9 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
-class StandInDiffusion:
-    """DDPM ε-MSE on a linear schedule. ``fixed_noise`` makes the noise a function of x (for DDP tests)."""
-
-    def __init__(self, num_timesteps: int = 100, fixed_noise: bool = False):
-        self.num_timesteps = num_timesteps
-        betas = torch.linspace(1e-4, 0.2, num_timesteps, dtype=torch.float64)
-        self.alphas_cumprod = torch.cumprod(1 - betas, 0).float()
-        self.fixed_noise = fixed_noise
-        self.seen_y = []
-
-    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None):
-        model_kwargs = model_kwargs or {}
-        if "y" in model_kwargs:
-            self.seen_y.append(model_kwargs["y"].clone())
-        if noise is None:
-            noise = torch.sin(7.0 * x_start + 1.0) if self.fixed_noise else torch.randn_like(x_start)
-        ab = self.alphas_cumprod.to(x_start.device)[t].view(-1, 1, 1, 1)
-        x_t = ab.sqrt() * x_start + (1 - ab).sqrt() * noise
-        out = model(x_t, t.float() * (1000.0 / self.num_timesteps), **model_kwargs)
-        mse = (out.float() - noise).square().mean(dim=(1, 2, 3))
-        return {"loss": mse, "mse": mse}
-
-
-class ToyData:
-    """64 fixed 8x8 images of 4 classes (a colour per class plus a gradient), served in batches in a
-    deterministic order that depends only on the position, which ``state_dict`` records."""
-
-    def __init__(self, batch_size: int = 16, n: int = 64, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.y = torch.arange(n) % 4
-        colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
-        ramp = torch.linspace(-0.5, 0.5, 8)
-        x = 0.6 * colours[self.y][:, :, None, None] + 0.3 * ramp[None, None, :, None]
-        self.x = (x + 0.05 * torch.randn(n, 3, 8, 8, generator=g)).clamp(-1, 1)
-        self.batch_size, self.n, self.seed, self.pos = batch_size, n, seed, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        per_epoch = self.n // self.batch_size
-        epoch, k = divmod(self.pos, per_epoch)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
-        idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
-        self.pos += 1
-        return self.x[idx], self.y[idx]
-
-    def state_dict(self):
-        return {"pos": self.pos}
-
-    def load_state_dict(self, state):
-        self.pos = int(state["pos"])
-
-
-def tiny_model(seed: int = 0, **kw) -> UNetModel:
-    torch.manual_seed(seed)
-    cfg = dict(image_size=8, model_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-               attention_resolutions=(4,), num_heads=2, use_scale_shift_norm=True, num_classes=4)
-    cfg.update(kw)
-    return UNetModel(UNetConfig(**cfg))
-
-
-def cfg(**kw) -> TrainConfig:
-    base = dict(steps=10, batch_size=16, lr=1e-3, ema_rate=0.9, log_every=1, device="cpu", progress=False)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def test_tiny_unet_learns_toy_set():
     diffusion = StandInDiffusion()
-    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=32), cfg(steps=300, lr=2e-3, log_every=50,
+    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=32), cfg(steps=300, batch_size=32, lr=2e-3, log_every=50,
                                                                             warmup_steps=20, grad_clip=1.0))
     hist = trainer.run()
     assert [h["step"] for h in hist] == [50, 100, 150, 200, 250, 300]
@@ -131,7 +66,7 @@ def test_cosine_schedule_closed_form():
 
 def test_sgd_optimizer_is_used_and_learns():
     trainer = Trainer(tiny_model(), StandInDiffusion(), ToyData(batch_size=32),
-                      cfg(steps=60, lr=0.05, optimizer="sgd", momentum=0.9, log_every=30, grad_clip=1.0))
+                      cfg(steps=60, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.9, log_every=30, grad_clip=1.0))
     assert isinstance(trainer.optimizer, torch.optim.SGD)
     assert trainer.optimizer.param_groups[0]["momentum"] == 0.9
     hist = trainer.run()
@@ -232,7 +167,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("mode", ["sample", "batch"])
 def test_label_dropout(mode):
     diffusion = StandInDiffusion()
-    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=64), cfg(steps=40, p_uncond=0.5, uncond_mode=mode))
+    trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=64), cfg(steps=40, batch_size=64, p_uncond=0.5, uncond_mode=mode))
     trainer.run()
     ys = torch.stack(diffusion.seen_y)  # (steps, B)
     null = ys == 4
@@ -258,10 +193,9 @@ def test_unconditional_model_gets_no_labels():
         cfg(uncond_mode="half")
 
 
-def test_with_package_diffusion_if_present(tmp_path):
+def test_with_package_diffusion(tmp_path):
     """Integration with lt_diffusion.diffusion (hybrid loss, learned sigma, loss-aware sampler)."""
-    diffusion_mod = pytest.importorskip("lt_diffusion.diffusion")
-    diffusion = diffusion_mod.create_diffusion(steps=40, noise_schedule="cosine", learn_sigma=True, loss="hybrid",
+    diffusion = create_diffusion(steps=40, noise_schedule="cosine", learn_sigma=True, loss="hybrid",
                                                rescale_timesteps=True)
     trainer = Trainer(tiny_model(learn_sigma=True), diffusion, ToyData(),
                       cfg(steps=4, schedule_sampler="loss-second-moment", log_every=2))

@@ -290,8 +290,14 @@ def as_image_tensor(images: Any, *, name: str = "images") -> torch.Tensor:
     if not torch.is_floating_point(x):
         raise ValueError(f"{name}: got dtype {x.dtype}; {_EXPECTED}")
     x = x.to("cpu", torch.float32)
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"{name}: {int((~finite).sum())} non-finite value(s) (NaN/inf) of {x.numel()}; float images must be "
+            f"finite and lie in [0, 1]: find where they come from (e.g. a diverged model) and drop or repair them"
+        )
     lo, hi = float(x.min()), float(x.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+    if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"{name}: float images must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]. Model output in "
             f"[-1, 1] can be mapped with lt_diffusion.sampling.to_uint8(x) (or (x + 1) / 2 after clamping)."
@@ -382,13 +388,29 @@ def compute_features(
     return extractor(images, progress=progress)
 
 
+def check_finite_features(f: np.ndarray, name: str = "features") -> np.ndarray:
+    """Return ``f (N, D)`` unchanged if every value is finite; else a ``ValueError`` naming the rows."""
+    ok = np.isfinite(f)
+    if not ok.all():
+        rows = np.flatnonzero(~ok.all(axis=1))
+        raise ValueError(
+            f"{name}: {rows.size} of {f.shape[0]} feature rows hold NaN/inf (rows {rows[:5].tolist()}"
+            f"{', ...' if rows.size > 5 else ''}); features must be finite: recompute them from valid images "
+            f"(lt_diffusion.metrics.compute_features) or drop those rows"
+        )
+    return f
+
+
 def as_features(x: Any, *, name: str = "features", **feature_kwargs) -> np.ndarray:
     """Return ``x`` as features ``(N, D)`` float64: a 2-D array/tensor is taken as features as is,
-    anything else is treated as images and passed to :func:`compute_features` (with ``feature_kwargs``)."""
+    anything else is treated as images and passed to :func:`compute_features` (with ``feature_kwargs``).
+    Non-finite features are refused (``ValueError`` naming ``name`` and the rows)."""
     if torch.is_tensor(x) and x.ndim == 2:
-        return x.detach().to("cpu", torch.float64).numpy()
+        if not (x.is_floating_point() or x.is_complex()):
+            raise ValueError(f"{name}: a 2-D tensor is read as features and must be float, got {x.dtype}")
+        return check_finite_features(x.detach().to("cpu", torch.float64).numpy(), name)
     if isinstance(x, np.ndarray) and x.ndim == 2:
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"{name}: a 2-D array is read as features and must be float, got {x.dtype}")
-        return x.astype(np.float64, copy=False)
-    return compute_features(x, **feature_kwargs)
+        return check_finite_features(x.astype(np.float64, copy=False), name)
+    return check_finite_features(compute_features(x, **feature_kwargs), name)

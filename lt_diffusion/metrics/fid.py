@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
-from lt_diffusion.metrics.features import DEFAULT_BATCH_SIZE, InceptionFeatureExtractor, as_features
+from lt_diffusion.metrics.features import (DEFAULT_BATCH_SIZE, InceptionFeatureExtractor, as_features,
+                                          check_finite_features)
 
 __all__ = [
     "FIDStats",
@@ -50,6 +52,7 @@ def feature_stats(feats: Any) -> FIDStats:
     f = np.asarray(feats.detach().cpu() if torch.is_tensor(feats) else feats, dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"feature_stats needs features shaped (N, D) with N >= 2, got {f.shape}")
+    check_finite_features(f, "feature_stats")
     return FIDStats(np.mean(f, axis=0), np.cov(f, rowvar=False))
 
 
@@ -74,6 +77,12 @@ def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 1e
             f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}; "
             "both sides must come from the same feature network (D = 2048 for pool3)"
         )
+    for label, value in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.isfinite(value).all():
+            raise ValueError(
+                f"FID statistics: {label} holds {int((~np.isfinite(value)).sum())} NaN/inf value(s); they come from "
+                "non-finite features or a damaged statistics file: recompute them (reference_stats(..., refresh=True))"
+            )
     if backend == "auto":
         backend = "torchmetrics" if torch.cuda.is_available() else "pytorch-fid"
     if backend == "torchmetrics":
@@ -110,6 +119,9 @@ def fid_features_to_stats(gen_feats: Any, mu: Any, sigma: Any) -> float:
     n, d = f.shape
     if mu.shape != (d,) or sigma.shape != (d, d):
         raise ValueError(f"reference statistics {mu.shape}, {sigma.shape} do not match features of dimension {d}")
+    check_finite_features(f, "gen_feats")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError("reference statistics hold NaN/inf: recompute them (reference_stats(..., refresh=True))")
     if n - 1 >= d:
         g = feature_stats(f)
         return fid_from_stats(g.mu, g.sigma, mu, sigma)
@@ -124,10 +136,10 @@ def fid_from_features(feats_a: Any, feats_b: Any) -> float:
     return fid_from_stats(*feature_stats(feats_a), *feature_stats(feats_b))
 
 
-def _stats_of(x: Any, extractor_kwargs: dict) -> FIDStats:
+def _stats_of(x: Any, extractor_kwargs: dict, name: str = "features") -> FIDStats:
     if isinstance(x, FIDStats):
         return x
-    return feature_stats(as_features(x, **extractor_kwargs))
+    return feature_stats(as_features(x, name=name, **extractor_kwargs))
 
 
 def fid(
@@ -146,7 +158,7 @@ def fid(
     :class:`FIDStats` (e.g. from :func:`reference_stats`). Symmetric in its arguments.
     """
     kw = dict(device=device, batch_size=batch_size, progress=progress, data_root=data_root)
-    return fid_from_stats(*_stats_of(images_a, kw), *_stats_of(images_b, kw))
+    return fid_from_stats(*_stats_of(images_a, kw, "images_a"), *_stats_of(images_b, kw, "images_b"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,6 +176,21 @@ def stats_cache_path(key: str, net_id: str) -> Path:
     from lt_diffusion.paths import cache_dir
 
     return cache_dir() / "fid_stats" / f"{_slug(key)}__{_slug(net_id)}.npz"
+
+
+def _read_stats(path: Path) -> FIDStats:
+    """Cached statistics from ``path``; a damaged file raises ``ValueError`` naming it and the fix."""
+    fix = "delete it, or call reference_stats(..., refresh=True), to compute the statistics again"
+    try:
+        with np.load(path) as f:
+            mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: unreadable FID statistics cache ({type(exc).__name__}: {exc}); {fix}") from exc
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]) or not (np.isfinite(mu).all()
+                                                                         and np.isfinite(sigma).all()):
+        raise ValueError(f"{path}: damaged FID statistics cache (mu {mu.shape}, sigma {sigma.shape}, finite: "
+                         f"{bool(np.isfinite(mu).all() and np.isfinite(sigma).all())}); {fix}")
+    return FIDStats(mu, sigma)
 
 
 def reference_stats(
@@ -194,8 +221,7 @@ def reference_stats(
     extractor = InceptionFeatureExtractor(device, batch_size, data_root=data_root)
     path = stats_cache_path(key, extractor.net_id)
     if path.exists() and not refresh:
-        with np.load(path) as f:
-            return FIDStats(f["mu"].astype(np.float64), f["sigma"].astype(np.float64))
+        return _read_stats(path)
     images = images_fn() if callable(images_fn) else images_fn
     feats = extractor(images, progress=progress, desc=f"reference stats {key}")
     stats = feature_stats(feats)

@@ -70,8 +70,10 @@ def kid(
         chunk: subsets processed together (memory ~ ``3 * chunk * subset_size^2 * 8`` bytes).
 
     Returns:
-        ``(mean, std)`` with ``std`` the standard deviation over subsets (``N - 1`` normalisation, as
-        torchmetrics). Multiply by 1000 for the "KID x 10^3" often reported.
+        ``(mean, std)`` with ``std`` the sample standard deviation over the subsets (``N - 1`` normalisation;
+        torchmetrics' ``kid_std`` divides by ``N`` (``unbiased=False``), which is smaller by a factor
+        ``sqrt((N - 1) / N)``, 0.995 for 100 subsets). Multiply by 1000 for the "KID x 10^3" often reported.
+        Non-finite features are refused (``ValueError``).
     """
     a = torch.from_numpy(as_features(feats_a, name="feats_a", **feature_kwargs))
     b = torch.from_numpy(as_features(feats_b, name="feats_b", **feature_kwargs))

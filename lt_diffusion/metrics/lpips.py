@@ -72,41 +72,94 @@ def resize_for_lpips(x: torch.Tensor, resolution: int = LPIPS_RESOLUTION) -> tor
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
-def _check(x: Any, name: str) -> torch.Tensor:
-    if not torch.is_tensor(x) or not torch.is_floating_point(x):
-        raise ValueError(f"{name}: expected a float tensor (N, 3, H, W) in [-1, 1], got {type(x).__name__}"
-                         + (f" {x.dtype}" if torch.is_tensor(x) else ""))
+_RANGES = {(-1, 1): "[-1, 1]", (0, 1): "[0, 1]"}
+
+
+def _stats(x: torch.Tensor, name: str) -> tuple[float, float]:
+    """(min, max) of a float tensor after refusing NaN/inf with the tensor's name."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise ValueError(f"{name}: {int((~finite).sum())} non-finite value(s) (NaN/inf) of {x.numel()}; LPIPS needs "
+                         f"finite images: find where they come from (e.g. a diverged model) and drop or repair them")
+    return float(x.min()), float(x.max())
+
+
+def _check(x: Any, name: str, value_range: tuple | None) -> tuple[torch.Tensor, tuple | None]:
+    """Validate one LPIPS input; returns ``(x, range)`` with ``range`` ``(0, 255)`` for uint8, the float range
+    given, or ``None`` when it is to be inferred from both inputs."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name}: expected a tensor (N, 3, H, W), uint8 or float in [-1, 1] / [0, 1], got "
+                         f"{type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"{name}: expected shape (N, 3, H, W), got {tuple(x.shape)}")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
-        raise ValueError(f"{name}: expected values in [-1, 1], got [{lo:.4g}, {hi:.4g}] (uint8 images: x / 127.5 - 1)")
-    return x
+        nhwc = x.ndim == 4 and x.shape[-1] == 3
+        raise ValueError(f"{name}: expected shape (N, 3, H, W), got {tuple(x.shape)}"
+                         + ("; it looks NHWC: x.permute(0, 3, 1, 2)" if nhwc else ""))
+    if x.dtype == torch.uint8:
+        return x, (0, 255)
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{name}: expected uint8 or float images, got {x.dtype}")
+    lo, hi = _stats(x, name)
+    if value_range is None:
+        if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
+            raise ValueError(f"{name}: expected values in [-1, 1] (or [0, 1] with value_range=(0, 1)), got "
+                             f"[{lo:.4g}, {hi:.4g}]; pass uint8 images as they are (or x / 127.5 - 1)")
+        return x, None
+    lo_ok, hi_ok = value_range
+    if lo < lo_ok - 1e-6 or hi > hi_ok + 1e-6:
+        hint = ("; values below 0 look like model-range images: pass value_range=(-1, 1)"
+                if value_range == (0, 1) and lo < 0 and lo >= -1 - 1e-6 and hi <= 1 + 1e-6 else "")
+        raise ValueError(f"{name}: value_range={value_range} but the values lie in [{lo:.4g}, {hi:.4g}]{hint}")
+    return x, tuple(value_range)
+
+
+def _to_lpips_range(x: torch.Tensor, value_range: tuple) -> torch.Tensor:
+    """To ``[-1, 1]`` (the ``lpips`` package's input, ``normalize=False``), float32, on ``x``'s device."""
+    if value_range == (0, 255):
+        return x.float() / 127.5 - 1
+    if value_range == (0, 1):
+        return 2 * x.float() - 1  # as lpips' own normalize=True
+    return x.float()
 
 
 def lpips_distance(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
+    value_range: tuple[float, float] | None = None,
     resolution: int = LPIPS_RESOLUTION,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     data_root: str | os.PathLike | None = None,
 ) -> torch.Tensor:
-    """LPIPS distance between paired images: ``a, b: (N, 3, H, W)`` in ``[-1, 1]`` -> ``(N,)`` float32 (CPU).
+    """LPIPS distance between paired images ``a, b: (N, 3, H, W)`` -> ``(N,)`` float32 (CPU).
 
-    Both inputs are resized to ``resolution`` first (see module docstring). No gradients (inference
-    mode); 0 for identical images.
+    Inputs: uint8 (``[0, 255]``, as every metric here accepts), or float with ``value_range`` ``(-1, 1)``
+    (model range, the ``lpips`` package's convention) or ``(0, 1)``. With ``value_range=None`` (default) float
+    input is taken as ``[-1, 1]``, except that when *both* inputs lie entirely in ``[0, 1]`` the range cannot be
+    told and a ``ValueError`` asks for ``value_range`` (taking ``[0, 1]`` images as ``[-1, 1]`` changes LPIPS a lot:
+    0.41 instead of 0.48 on CIFAR pairs). NaN/inf are refused, naming the tensor. Both inputs are resized to
+    ``resolution`` first (see module docstring). No gradients (inference mode); 0 for identical images.
     """
-    a, b = _check(a, "a"), _check(b, "b")
+    if value_range is not None:
+        value_range = tuple(value_range)
+        if value_range not in _RANGES:
+            raise ValueError(f"value_range must be (-1, 1), (0, 1) or None, got {value_range}")
+    a, range_a = _check(a, "a", value_range)
+    b, range_b = _check(b, "b", value_range)
     if a.shape != b.shape:
         raise ValueError(f"lpips_distance compares pairs: a {tuple(a.shape)} and b {tuple(b.shape)} must match")
+    floats = [x for x, r in ((a, range_a), (b, range_b)) if r is None]
+    if floats and all(float(x.min()) >= 0.0 for x in floats):
+        raise ValueError("lpips_distance: the float input lies entirely in [0, 1], so its range cannot be told: pass "
+                         "value_range=(0, 1) for images in [0, 1], or value_range=(-1, 1) for model-range images "
+                         "that happen to be non-negative")
+    range_a, range_b = range_a or (-1, 1), range_b or (-1, 1)
     net = get_lpips(device, data_root)
     dev = next(net.parameters()).device
     out = []
     with torch.inference_mode():
         for s in range(0, a.shape[0], batch_size):
-            xa = resize_for_lpips(a[s : s + batch_size].to(dev, torch.float32), resolution)
-            xb = resize_for_lpips(b[s : s + batch_size].to(dev, torch.float32), resolution)
+            xa = resize_for_lpips(_to_lpips_range(a[s : s + batch_size].to(dev), range_a), resolution)
+            xb = resize_for_lpips(_to_lpips_range(b[s : s + batch_size].to(dev), range_b), resolution)
             out.append(net(xa, xb).flatten().cpu())
     return torch.cat(out)

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import (AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, norm_act, norm_groups,
-                 sinusoidal_freqs, timestep_embedding, zero_module)
+from .nn import (AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, check_model_input,
+                 check_timesteps, norm_act, norm_groups, sinusoidal_freqs, timestep_embedding, zero_module)
 
 __all__ = ["ClassifierConfig", "EncoderUNetModel", "AttentionPool2d"]
 
@@ -140,9 +140,11 @@ class EncoderUNetModel(nn.Module):
                                       nn.Flatten())
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W), t: (B,) or scalar -> logits (B, num_classes)."""
+        """x: float (B, in_channels, image_size, image_size), t: (B,) or scalar -> logits (B, num_classes)."""
+        check_model_input(x, self.config.in_channels, self.config.image_size, "EncoderUNetModel")
         if not torch.is_tensor(t):
             t = torch.tensor(t, device=x.device)
+        check_timesteps(t, x.shape[0], "EncoderUNetModel")
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         emb = F.silu(self.time_embed(timestep_embedding(t, self.freqs)))

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "check_model_input",
+    "check_timesteps",
+    "check_labels",
     "norm_groups",
     "GroupNorm32",
     "norm_act",
@@ -32,6 +35,58 @@ __all__ = [
     "Downsample",
     "Upsample",
 ]
+
+
+def check_model_input(x: torch.Tensor, in_channels: int, image_size: int, model: str) -> None:
+    """Refuse input a network was not built for: ``x`` must be float ``(B, in_channels, image_size, image_size)``.
+
+    Only dtype and shape are read (no device synchronisation; ``torch.compile`` turns them into guards).
+    """
+    if not torch.is_tensor(x):
+        raise ValueError(f"{model}: x must be a torch.Tensor (B, {in_channels}, {image_size}, {image_size}), "
+                         f"got {type(x).__name__}")
+    if x.dtype == torch.uint8:
+        raise ValueError(f"{model}: x is uint8 (pixels in [0, 255]); the model takes float images in [-1, 1]: "
+                         f"convert with lt_diffusion.data.to_model_range(x) (x / 127.5 - 1)")
+    if not x.is_floating_point():
+        raise ValueError(f"{model}: x must be a floating-point tensor, got {x.dtype}")
+    expected = (in_channels, image_size, image_size)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        nhwc = x.ndim == 4 and tuple(x.shape[1:]) == (image_size, image_size, in_channels)
+        raise ValueError(f"{model}: x has shape {tuple(x.shape)} but the model was built for (B, {in_channels}, "
+                         f"{image_size}, {image_size}) (config in_channels={in_channels}, image_size={image_size}): "
+                         + ("the input looks NHWC, use x.permute(0, 3, 1, 2)" if nhwc else
+                            "resize the images to the model's size or build the model with this image_size"))
+
+
+def check_timesteps(t: torch.Tensor, batch: int, model: str) -> None:
+    """``t`` must be a scalar or ``(B,)`` of a real dtype."""
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != batch):
+        raise ValueError(f"{model}: t must be a scalar or have shape ({batch},) (one timestep per sample), "
+                         f"got {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{model}: t must be float or integer timesteps, got {t.dtype}")
+
+
+def check_labels(y: torch.Tensor, batch: int, num_classes: Optional[int], model: str, null_label: bool) -> None:
+    """``y`` must be integer ``(B,)``; values in ``[0, num_classes]`` (``null_label``) or ``[0, num_classes)``.
+
+    The value range is read only for CPU tensors outside ``torch.compile``, where it costs no device sync.
+    """
+    if not torch.is_tensor(y) or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        raise ValueError(f"{model}: labels y must be an integer (long) tensor of shape ({batch},), got "
+                         f"{y.dtype if torch.is_tensor(y) else type(y).__name__}; convert with y.long()")
+    if tuple(y.shape) != (batch,):
+        raise ValueError(f"{model}: labels y must have shape ({batch},) (one per sample), got {tuple(y.shape)}")
+    if num_classes is None or y.device.type != "cpu" or torch.compiler.is_compiling() or not y.numel():
+        return
+    hi = num_classes if null_label else num_classes - 1
+    lo_y, hi_y = int(y.min()), int(y.max())
+    if lo_y < 0 or hi_y > hi:
+        null = f" (label {num_classes} is the null label)" if null_label else ""
+        raise ValueError(f"{model}: labels lie in [{lo_y}, {hi_y}] but the model has {num_classes} classes, so labels "
+                         f"must lie in [0, {hi}]{null}: build the model with the data's class count or remap the "
+                         f"labels")
 
 
 def norm_groups(channels: int, max_groups: int = 32, min_group_size: int = 2) -> int:

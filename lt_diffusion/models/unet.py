@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import (AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, norm_act,
-                 norm_groups, sinusoidal_freqs, timestep_embedding, zero_module)
+from .nn import (AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, check_labels,
+                 check_model_input, check_timesteps, norm_act, norm_groups, sinusoidal_freqs, timestep_embedding,
+                 zero_module)
 
 __all__ = ["UNetConfig", "UNetModel", "compile_model", "count_parameters"]
 
@@ -187,12 +188,22 @@ class UNetModel(nn.Module):
                 cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Predict (eps[, v]) from x_t.
 
-        x: (B, in_channels, H, W); t: (B,) float or long timesteps (rescaled by the diffusion) or scalar;
-        y: long (B,) labels in ``[0, num_classes]`` (num_classes = null) or None;
+        x: float (B, in_channels, image_size, image_size); t: (B,) float or long timesteps (rescaled by the
+        diffusion) or scalar; y: long (B,) labels in ``[0, num_classes]`` (num_classes = null) or None;
         cond: float (B, cond_dim) or None. Returns (B, output_channels, H, W).
+
+        Raises ``ValueError`` for input of another dtype or shape (the message says what to do); label values
+        are checked on the CPU only, where that costs no device synchronisation.
         """
+        check_model_input(x, self.config.in_channels, self.config.image_size, "UNetModel")
         if not torch.is_tensor(t):
             t = torch.tensor(t, device=x.device)
+        check_timesteps(t, x.shape[0], "UNetModel")
+        if y is not None:
+            check_labels(y, x.shape[0], self.config.num_classes, "UNetModel", null_label=True)
+        if cond is not None and self.config.cond_dim is not None and tuple(cond.shape) != (x.shape[0], self.config.cond_dim):
+            raise ValueError(f"UNetModel: cond must have shape ({x.shape[0]}, {self.config.cond_dim}) (B, cond_dim), "
+                             f"got {tuple(cond.shape)}")
         emb = self.embed(t, y, cond, batch_size=x.shape[0])
         h = self.input_conv(x)
         skips = [h]
