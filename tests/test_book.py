@@ -201,11 +201,14 @@ def test_markdown_outputs_render_directives_and_tables(tmp_path):
     note = report.scale_note({"scale": "smoke", "device": "AMD EPYC"}, chapter="05_p2")
     table = plotting.metrics_table([{"arm": "P2", "FID": 12.345, "n": 500}], formats={"FID": ".2f"})
     prov = provenance.provenance_table({"commit": "c" * 40, "scale": "smoke", "seeds": [0, 1]})
-    page = _mini_book(tmp_path, [_output_cell(note), _output_cell(table), _output_cell(prov)])
+    listing = _output_cell(table)
+    listing.metadata["tags"] = ["hide-input"]  # collapsed long listings (CONTRIBUTING.md)
+    page = _mini_book(tmp_path, [_output_cell(note), _output_cell(table), _output_cell(prov), listing])
     html = page.read_text(encoding="utf-8")
     body = html[html.index('<div class="cell_output'):]
     assert re.search(r'<div class="(warning admonition|admonition warning)">', body), body[:2000]
     assert "This page ran at the smoke scale" in body and ":::" not in body and "{admonition}" not in body
-    assert body.count("<table") == 2 and "|---" not in body
+    assert body.count("<table") == 3 and "|---" not in body
+    assert "tag_hide-input" in body and "toggle" in html  # the tagged cell's code is behind a toggle
     assert re.search(r'<td class="text-right">\s*(<p>)?12\.35', body), "numbers are not right-aligned"
     assert "cccccccccccc" in body and "lt-table" not in body  # rendered from markdown, not the HTML form
