@@ -120,7 +120,8 @@ INSPECT_JS = r"""
   const pageOverflow = document.documentElement.scrollWidth - window.innerWidth;
 
   // 3. Markdown table pipes in rendered text and in printed outputs (not in code the reader reads).
-  const PIPES = /\|\s*:?-{3,}:?\s*\|/;
+  // A separator row; smart punctuation may have turned its dashes into an em or en dash.
+  const PIPES = /\|\s*:?(?:-{3,}|[\u2013\u2014]{1,2}):?\s*\|/;
   const rawTables = [];
   const walker = document.createTreeWalker(content, NodeFilter.SHOW_TEXT);
   const blocks = new Set();
