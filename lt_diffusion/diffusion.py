@@ -652,5 +652,5 @@ def _initial_noise(shape, noise, generator, device) -> torch.Tensor:
 def _progress(iterable, progress: bool):
     if not progress:
         return iterable
-    from tqdm.auto import tqdm
+    from .progress import tqdm
     return tqdm(iterable)

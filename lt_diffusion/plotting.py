@@ -6,7 +6,6 @@ calls ``plt.show()``; Jupyter displays the returned figure.
 """
 from __future__ import annotations
 
-import html as _html
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -15,6 +14,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from lt_diffusion.report import Table, table
 
 __all__ = [
     "GROUP_COLORS",
@@ -242,50 +243,8 @@ def bar(
     return fig
 
 
-class MetricsTable(str):
-    """A metrics table: the ``str`` is markdown; Jupyter renders it as HTML (``_repr_html_``).
-
-    ``IPython.display.Markdown(table)`` also works, and ``table.to_pandas()`` gives a DataFrame when pandas
-    is installed.
-    """
-
-    rows: list[dict]
-    columns: list[str]
-    html: str
-
-    def __new__(cls, markdown: str, html: str, rows: list[dict], columns: list[str]):
-        obj = super().__new__(cls, markdown)
-        obj.html, obj.rows, obj.columns = html, rows, columns
-        return obj
-
-    @property
-    def markdown(self) -> str:
-        return str(self)
-
-    def _repr_markdown_(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        return self.html
-
-    def to_pandas(self):
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError("to_pandas needs pandas; the markdown/HTML forms work without it") from exc
-        return pd.DataFrame(self.rows, columns=self.columns)
-
-
-def _cell(value: Any, fmt: str | None) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)):
-        return format(float(value), fmt or ".4g")
-    if isinstance(value, (int, np.integer)) and fmt:
-        return format(int(value), fmt)
-    return str(value)
+# The one table type of the package (markdown ``str`` + HTML for Jupyter); the old name stays.
+MetricsTable = Table
 
 
 def metrics_table(
@@ -299,29 +258,11 @@ def metrics_table(
         columns: column order (default: keys in order of first appearance).
         formats: per-column format specs, e.g. ``{"FID": ".2f", "precision": ".3f"}``; floats default to ``.4g``.
     Returns:
-        :class:`MetricsTable`: markdown ``str`` with an HTML rendering for Jupyter.
+        :class:`lt_diffusion.report.Table`: markdown ``str`` with an HTML rendering for Jupyter (numeric
+        columns right-aligned). ``display(table)`` shows it; in the book it renders as a table like those of
+        the book's pages. At ``smoke`` scale, show CIFAR-10 numbers only behind ``report.shows_results``.
     """
-    rows = [dict(r) for r in rows]
-    if columns is None:
-        columns = []
-        for r in rows:
-            columns += [k for k in r if k not in columns]
-    columns = [str(c) for c in columns]
-    formats = dict(formats or {})
-    body = [[_cell(r.get(c), formats.get(c)) for c in columns] for r in rows]
-    numeric = [all(isinstance(r.get(c), (int, float, np.number)) and not isinstance(r.get(c), bool)
-                   for r in rows if r.get(c) is not None) and any(r.get(c) is not None for r in rows) for c in columns]
-    md_cells = lambda cells: "| " + " | ".join(s.replace("|", "\\|") for s in cells) + " |"  # noqa: E731
-    md = [md_cells(columns), "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    md += [md_cells(r) for r in body]
-    align = lambda n: ' style="text-align:right"' if n else ' style="text-align:left"'  # noqa: E731
-    html = ['<table class="lt-metrics">', "<thead><tr>"]
-    html += [f"<th{align(n)}>{_html.escape(c)}</th>" for c, n in zip(columns, numeric)]
-    html += ["</tr></thead>", "<tbody>"]
-    for r in body:
-        html.append("<tr>" + "".join(f"<td{align(n)}>{_html.escape(s)}</td>" for s, n in zip(r, numeric)) + "</tr>")
-    html += ["</tbody>", "</table>"]
-    return MetricsTable("\n".join(md), "".join(html), rows, columns)
+    return table(rows, columns, formats, kind="metrics")
 
 
 def savefig(fig: matplotlib.figure.Figure, path: str | os.PathLike, **kwargs) -> Path:

@@ -13,9 +13,15 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-__all__ = ["Run", "Stopwatch", "device_name", "git_state", "provenance_table", "record", "save_results", "start_run"]
+if TYPE_CHECKING:
+    from lt_diffusion.report import Table
+
+__all__ = [
+    "ALLOW_CPU_ENV", "Run", "RunSetupError", "SCALES", "Stopwatch", "check_scale", "device_name", "git_state",
+    "provenance_table", "record", "save_results", "start_run",
+]
 
 COMMIT_ENV = "LT_DIFFUSION_COMMIT"
 DIRTY_ENV = "LT_DIFFUSION_DIRTY"
@@ -128,6 +134,21 @@ def record(scale: str, seeds: Sequence[int] | int, wall_time: float, extra: dict
     return out
 
 
+SCALES = ("smoke", "book", "paper")
+ALLOW_CPU_ENV = "LT_DIFFUSION_ALLOW_CPU"
+
+
+class RunSetupError(ValueError):
+    """A run can not start as asked (a bad ``SCALE``, or a GPU scale without a GPU).
+
+    In Jupyter and papermill the message is all the reader sees, not a traceback: IPython prints what
+    ``_render_traceback_`` returns.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 class Run:
     """A started run: ``start_run(scale, seeds)`` ... ``run.record(extra)``."""
 
@@ -140,29 +161,76 @@ class Run:
         return record(self.scale, self.seeds, self.stopwatch.elapsed, extra)
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # torch missing or CUDA broken: no GPU
+        return False
+
+
+def check_scale(scale: Any) -> str:
+    """Return ``scale`` if it is one of :data:`SCALES` and this machine can run it; else raise :class:`RunSetupError`.
+
+    ``book`` and ``paper`` need a CUDA GPU: on a CPU they would train for hours. Set
+    ``LT_DIFFUSION_ALLOW_CPU=1`` to run them on a CPU on purpose.
+    """
+    if not isinstance(scale, str) or scale not in SCALES:
+        hint = ""
+        if isinstance(scale, str):
+            close = [s for s in SCALES if s.startswith(scale.strip().lower()[:1])] if scale.strip() else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RunSetupError(
+            f"SCALE = {scale!r} is not a scale{hint}. Use SCALE = 'smoke' (any CPU, minutes: checks that the "
+            "chapter runs), 'book' (one CUDA GPU: the book's results) or 'paper' (the paper's settings), e.g. "
+            "papermill NOTEBOOK.ipynb out.ipynb -p SCALE smoke")
+    if scale != "smoke" and not _cuda_available():
+        flag = os.environ.get(ALLOW_CPU_ENV, "").strip().lower()
+        if flag not in ("1", "true", "yes"):
+            raise RunSetupError(
+                f"SCALE = {scale!r} needs a CUDA GPU, and this machine has none (torch.cuda.is_available() is "
+                f"False): on a CPU it would train for hours. On a CPU, use SCALE = 'smoke'. To run {scale!r} on "
+                f"this CPU anyway, set {ALLOW_CPU_ENV}=1 in the environment before starting "
+                f"(e.g. {ALLOW_CPU_ENV}=1 papermill NOTEBOOK.ipynb out.ipynb -p SCALE {scale}).")
+    return scale
+
+
 def start_run(scale: str, seeds: Sequence[int] | int) -> Run:
-    """Start the clock for a run at ``scale`` with ``seeds``."""
-    return Run(scale, seeds)
+    """Check ``scale`` (:func:`check_scale`) and start the clock for a run at ``scale`` with ``seeds``.
+
+    The chapters call it first, so that a bad ``SCALE``, or ``book``/``paper`` on a machine without CUDA,
+    stops the notebook with one clear message (:class:`RunSetupError`) before anything runs.
+    """
+    return Run(check_scale(scale), seeds)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value)
+        return ", ".join(str(_fmt(v)) for v in value)
     if value is None:
         return "unknown"
-    return str(value).replace("|", "\\|")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
-def provenance_table(d: dict[str, Any]) -> str:
-    """Two-column markdown table of a :func:`record` dict (commit shortened to 12 characters)."""
-    lines = ["| | |", "|---|---|"]
+def provenance_table(d: dict[str, Any]) -> "Table":
+    """Two-column table of a :func:`record` dict (commit shortened to 12 characters).
+
+    Returns a :class:`lt_diffusion.report.Table`: a markdown ``str`` (``display(Markdown(...))`` and book
+    pages render it) with an HTML form for Jupyter, so ``display(provenance_table(d))`` works as well.
+    """
+    from lt_diffusion.report import table
+
+    rows = []
     for key, value in d.items():
         if key == "commit" and isinstance(value, str) and len(value) == 40:
             value = value[:12]
-        lines.append(f"| {key} | {_fmt(value)} |")
-    return "\n".join(lines)
+        rows.append({"": key, " ": _fmt(value)})
+    return table(rows, ["", " "], kind="provenance")
 
 
 def _json_default(obj: Any) -> Any:

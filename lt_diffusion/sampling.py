@@ -88,7 +88,7 @@ def generate(
         device: device of the generators (and of ``labels_batch``); default ``cuda`` if available,
             else ``cpu``. It must match where ``sample_fn`` draws its noise.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     if num_samples < 1 or batch_size < 1:
         raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples} and {batch_size}")

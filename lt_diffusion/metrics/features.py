@@ -347,7 +347,7 @@ class InceptionFeatureExtractor:
 
     def __call__(self, images: Any, *, progress: bool = True, desc: str = "Inception features") -> np.ndarray:
         """Features of ``images`` (any accepted form): ``np.ndarray (N, 2048)`` float64, input order."""
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         x = as_image_tensor(images)
         n = x.shape[0]
