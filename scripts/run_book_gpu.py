@@ -74,7 +74,9 @@ def run_chapter(chapter: str, scale: str, out: Path | None, timeout: int) -> dic
 
 
 def projected_seconds(chapter: str, scale: str) -> float | None:
-    """The chapter preset's projected GPU seconds (``None`` when it has no projection)."""
+    """The chapter preset's projected GPU seconds (:func:`lt_diffusion.experiments.projected_gpu_seconds`;
+    ``None`` for a notebook that is no chapter with presets)."""
+    from lt_diffusion.experiments import projected_gpu_seconds
     from lt_diffusion.presets import get_preset
 
     key = chapter.split("_", 1)[1] if chapter[:2].isdigit() else chapter
@@ -82,8 +84,7 @@ def projected_seconds(chapter: str, scale: str) -> float | None:
         preset = get_preset(key, scale)
     except ValueError:
         return None
-    projected = getattr(preset, "projected_gpu_seconds", None)
-    return float(projected()["total_s"]) if projected else None
+    return float(projected_gpu_seconds(preset)["total_s"])
 
 
 def main(argv=None) -> int:
