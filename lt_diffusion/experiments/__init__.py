@@ -11,13 +11,16 @@
 """
 from .build import amp_model, build_diffusion, build_model, default_device, load_data, make_sampler
 from .cost import cost_rows, projected_gpu_seconds
-from .evaluate import (Reference, classifier_accuracy, fid_reference, highpass_energy, rarity_table, reference_from_images, sample_and_score, score_features,
-                       score_sweep, seconds_per_sample, ScoreCurve)
+from .evaluate import (Reference, ScoreCurve, classifier_accuracy, fid_reference, highpass_energy,
+                       learned_variance_ratio, one_step_reconstructions, rarity_table, reference_from_images,
+                       sample_and_score, score_features, score_sweep, seconds_per_sample)
 from .results import finish_chapter, results_dir, save_results, start_chapter
 from .specs import Arm, ChapterPreset, DataSpec, DiffusionSpec, EvalSpec
 from .training import Marks, TrainResult, load_trained, train_model
 
-__all__ = ["Arm", "ChapterPreset", "Marks", "DataSpec", "DiffusionSpec", "EvalSpec", "Reference", "ScoreCurve", "TrainResult",
-           "amp_model", "build_diffusion", "classifier_accuracy", "cost_rows", "build_model", "default_device", "fid_reference", "finish_chapter", "highpass_energy", "load_data",
-           "load_trained", "make_sampler", "rarity_table", "projected_gpu_seconds", "reference_from_images", "results_dir",
-           "sample_and_score", "save_results", "seconds_per_sample", "start_chapter", "score_features", "score_sweep", "train_model"]
+__all__ = ["Arm", "ChapterPreset", "DataSpec", "DiffusionSpec", "EvalSpec", "Marks", "Reference", "ScoreCurve",
+           "TrainResult", "amp_model", "build_diffusion", "build_model", "classifier_accuracy", "cost_rows",
+           "default_device", "fid_reference", "finish_chapter", "highpass_energy", "learned_variance_ratio",
+           "load_data", "load_trained", "make_sampler", "one_step_reconstructions", "projected_gpu_seconds",
+           "rarity_table", "reference_from_images", "results_dir", "sample_and_score", "save_results",
+           "score_features", "score_sweep", "seconds_per_sample", "start_chapter", "train_model"]

@@ -176,7 +176,8 @@ class Arm:
                 raise ValueError(f"a {self.kind} arm needs a UNetConfig, got {type(self.model).__name__}")
             if self.model.learn_sigma != self.diffusion.learn_sigma:
                 raise ValueError(f"model.learn_sigma={self.model.learn_sigma} but diffusion.learn_sigma="
-                                 f"{self.diffusion.learn_sigma}: a learned-variance model outputs ε and v (2C channels)")
+                                 f"{self.diffusion.learn_sigma}: a learned-variance model outputs ε and v (2C "
+                                 "channels)")
         if self.kind == "generator" and (self.model.cond_dim is None or self.model.num_classes is not None
                                          or self.train.num_classes is None):
             raise ValueError("a generator arm needs a UNetConfig with cond_dim set and num_classes=None, and "

@@ -74,7 +74,8 @@ def _ablation(T: int, model, train: TrainConfig, data: DataSpec, dropout: Tuple[
     arms, the timestep sampler differ; L_simple arms and the noise figure's arms log as listed)."""
     rows = [("linear_simple", "linear", "simple", "uniform"), ("linear_hybrid", "linear", "hybrid", "uniform"),
             ("cosine_simple", "cosine", "simple", "uniform"), ("cosine_hybrid", "cosine", "hybrid", "uniform"),
-            ("cosine_vlb_is", "cosine", "vlb", "loss-second-moment"), ("cosine_vlb_uniform", "cosine", "vlb", "uniform")]
+            ("cosine_vlb_is", "cosine", "vlb", "loss-second-moment"),
+            ("cosine_vlb_uniform", "cosine", "vlb", "uniform")]
     arms = {}
     for key, schedule, loss, sampler in rows:
         learned = loss != "simple"
