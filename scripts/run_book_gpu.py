@@ -32,11 +32,14 @@ def _strip_injected(nb_path: Path) -> None:
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     # papermill's per-cell timing metadata would leak into the jupytext .py pair; the provenance cell
     # records the wall time instead
+    nb.metadata.pop("papermill", None)   # it records the machine's paths
     for c in nb.cells:
         c.metadata.pop("papermill", None)
         c.metadata.pop("execution", None)
         if c.metadata.get("tags") == []:  # papermill adds empty tag lists
             c.metadata.pop("tags")
+        if c.get("outputs"):   # tqdm's notice that ipywidgets is missing names the interpreter's path
+            c.outputs = [o for o in c.outputs if not (o.get("name") == "stderr" and "IProgress not found" in o.get("text", ""))]
     nbformat.write(nb, nb_path)
 
 

@@ -19,10 +19,15 @@ def results_dir(scale: Optional[str] = None) -> Path:
 
 def save_results(chapter: str, results: Dict[str, Any]) -> Path:
     """:func:`lt_diffusion.provenance.save_results` into :func:`results_dir` (``results/<chapter>.json``;
-    ``results/smoke/<chapter>.json`` when ``results["scale"] == "smoke"``)."""
+    ``results/smoke/<chapter>.json`` when ``results["scale"] == "smoke"``); returns the path, relative to the
+    repository when the package runs from a checkout."""
     from lt_diffusion.provenance import save_results as _save
 
-    return _save(chapter, results, folder=results_dir(results.get("scale")))
+    path = _save(chapter, results, folder=results_dir(results.get("scale")))
+    try:   # printed by the chapters: the repository-relative path, not the machine's
+        return path.relative_to(Path(__file__).resolve().parents[2])
+    except ValueError:
+        return path
 
 
 def finish_chapter(run, chapter: str, results: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
