@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv=None) -> dict:
     from lt_diffusion.data import load_cifar10
     from lt_diffusion.diffusion import create_diffusion
-    from lt_diffusion.experiments import common
+    from lt_diffusion.experiments import Arm, DataSpec, DiffusionSpec, train_model
     from lt_diffusion.models import get_model_config
+    from lt_diffusion.train import TrainConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
@@ -46,11 +47,13 @@ def main(argv=None) -> dict:
 
     out = {"steps": args.steps, "decay": args.decay, "initial_share": args.decay ** args.steps}
     for warmup in (False, True):
-        spec = common.TrainSpec(steps=args.steps, batch_size=32, lr=1e-3, warmup_steps=20, ema_rate=args.decay,
-                                ema_warmup=warmup, num_train_images=args.images, bf16=False, log_every=50)
+        arm = Arm("denoiser", get_model_config("smoke"),
+                  TrainConfig(steps=args.steps, batch_size=32, lr=1e-3, warmup_steps=20, grad_clip=1.0,
+                              ema_rate=args.decay, ema_warmup=warmup, amp=False, log_every=50),
+                  DataSpec(num_images=args.images), DiffusionSpec(steps=1000))
         t0 = time.perf_counter()
-        model, ema, _ = common.train_model(get_model_config("smoke"), common.DiffusionSpec(steps=1000), spec, seed=0,
-                                           device=args.device)
+        run = train_model(arm, seed=0, device=args.device)
+        model, ema = run.model, run.ema
         out["raw"] = heldout_mse(model)  # same seed: the raw weights are identical in both runs
         out["ema_warmup" if warmup else "ema_constant"] = heldout_mse(ema)
         print(f"warmup={warmup}: trained in {time.perf_counter() - t0:.0f} s", flush=True)

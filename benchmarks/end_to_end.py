@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """End-to-end numbers users feel, on the current device (a CUDA GPU for meaningful figures).
 
-1. A ``book``-scale training run through :func:`lt_diffusion.experiments.common.train_model` (GPU-resident
+1. A ``book``-scale training run through :func:`lt_diffusion.experiments.train_model` (GPU-resident
    loader with on-device flips, EMA, bf16 autocast, logging): images/s over the timed part of the run.
 2. Sampling wall time of the same model with DDIM-50 and with 1000-step ancestral sampling, measured on one
    batch and reported per 10k samples (``--full-10k`` draws all 10k instead of extrapolating).
@@ -11,6 +11,7 @@ Prints a short table last and writes JSON with ``--out``. ``--tiny`` runs the sm
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -34,24 +35,27 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    from lt_diffusion.experiments.common import DiffusionSpec, TrainSpec, load_train_images, make_sampler, train_model
-    from lt_diffusion.models import get_model_config
-    from lt_diffusion.models import count_parameters
+    from lt_diffusion.experiments import Arm, DataSpec, DiffusionSpec, load_data, make_sampler, train_model
+    from lt_diffusion.models import count_parameters, get_model_config
+    from lt_diffusion.train import TrainConfig
 
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     if args.tiny:
         args.model, args.steps, args.batch, args.sample_batch = "smoke", 30, 8, 8
-    data = load_train_images(None, split=args.split)
-    spec = DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple")
+    data = load_data(DataSpec(split=args.split))
+    spec = DiffusionSpec(steps=1000, noise_schedule="linear")
     warm = max(1, min(100, args.steps // 6))
+    train = TrainConfig(steps=warm, batch_size=args.batch, lr=2e-4, grad_clip=1.0, ema_rate=0.999, ema_warmup=True,
+                        log_every=warm)
+    arm = Arm("denoiser", get_model_config(args.model), train, DataSpec(split=args.split), spec)
 
     # warm-up run (allocator, cuDNN autotuning), then the timed run: same code path as the chapters
-    train = TrainSpec(steps=warm, batch_size=args.batch, lr=2e-4, ema_rate=0.999, log_every=warm)
-    train_model(get_model_config(args.model), spec, train, data=data, device=device)
+    train_model(arm, data=data, device=device)
     _sync(device)
-    train = TrainSpec(steps=args.steps, batch_size=args.batch, lr=2e-4, ema_rate=0.999, log_every=100)
+    arm = dataclasses.replace(arm, train=dataclasses.replace(train, steps=args.steps, log_every=100))
     t0 = time.perf_counter()
-    model, ema, history = train_model(get_model_config(args.model), spec, train, data=data, device=device)
+    run = train_model(arm, data=data, device=device)
+    model, ema, history = run.model, run.ema, run.history
     _sync(device)
     train_s = time.perf_counter() - t0
     train_ips = args.steps * args.batch / train_s

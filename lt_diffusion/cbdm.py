@@ -20,7 +20,8 @@ LABEL_DISTS = ("uniform", "train")
 
 
 class CBDMRegularizer:
-    """``regularizer(model, x_t, t, model_kwargs, model_output, noise, x_start, diffusion) -> (B,)``.
+    """``regularizer(model, x_t, t, model_kwargs, model_output, noise, x_start, diffusion) -> (B,)``: CBDM's
+    class-balancing term (chapter 06, Eq. {eq}`cbdm-loss`).
 
     Args:
         num_classes: K; labels are 0..K−1, and ``y == K`` is the null label (DESIGN.md), skipped by the regulariser.

@@ -7,22 +7,22 @@ momentum 0.9 and weight decay 5e-4, a linear warm-up from 0.001·lr followed by 
 random-crop (padding = size/8) and horizontal-flip augmentation, tested on the real test split. Real and
 synthetic images are mixed per batch with separate batch sizes (the official ``--real-bs`` / ``--syn-bs``).
 
-Everything runs on one device: the uint8 images stay resident there and the augmentation is a gather, so a
-step never waits for a host loader.
+The network is trained by the one :class:`lt_diffusion.train.Trainer` (``TrainConfig(optimizer="sgd",
+lr_schedule="cosine", lr_floor=1e-3)``) with :class:`CrossEntropyLoss` as its objective and batches from
+:class:`MixedBatchLoader`: the uint8 images stay resident on the device and the augmentation is a gather, so a
+step never waits for a host loader. Chapters call :func:`lt_diffusion.experiments.train_model` with an arm of
+kind ``"classifier"``.
 """
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARCHS", "build_classifier", "resnet18_cifar", "random_crop_flip", "warmup_cosine_lr", "ClassifierRun", "train_classifier",
+__all__ = ["ARCHS", "build_classifier", "resnet18_cifar", "random_crop_flip", "MixedBatchLoader", "CrossEntropyLoss",
            "predict", "evaluate_classifier", "equivalent_real_size"]
 
 
@@ -49,14 +49,12 @@ def _tiny_cnn(num_classes: int = 10) -> nn.Module:
 ARCHS = ("resnet18", "tiny_cnn")
 
 
-def build_classifier(arch: str = "resnet18", num_classes: int = 10, seed: int = 0, device=None) -> nn.Module:
-    """``"resnet18"`` (:func:`resnet18_cifar`) or ``"tiny_cnn"`` (smoke only), initialised under ``seed``."""
+def build_classifier(arch: str = "resnet18", num_classes: int = 10) -> nn.Module:
+    """``"resnet18"`` (:func:`resnet18_cifar`) or ``"tiny_cnn"`` (smoke only), initialised from the global RNG
+    (:func:`lt_diffusion.experiments.build_model` seeds it)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown classifier arch {arch!r}; choose one of {list(ARCHS)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = resnet18_cifar(num_classes) if arch == "resnet18" else _tiny_cnn(num_classes)
-    return net.to(device) if device is not None else net
+    return resnet18_cifar(num_classes) if arch == "resnet18" else _tiny_cnn(num_classes)
 
 
 def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True,
@@ -81,17 +79,7 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True,
     return x
 
 
-def warmup_cosine_lr(step: int, total: int, lr: float, warmup: int, floor: float = 1e-3) -> float:
-    """The official schedule: linear warm-up from ``floor·lr`` over ``warmup`` steps, then cosine to ``floor·lr``."""
-    lo = floor * lr
-    if warmup > 0 and step < warmup:
-        return lo + (lr - lo) * step / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return lo + 0.5 * (lr - lo) * (1.0 + math.cos(math.pi * progress))
-
-
-# ImageNet-style per-channel normalisation of CIFAR-10 (train-set statistics), applied inside the model call.
+# ImageNet-style per-channel normalisation of CIFAR-10 (train-set statistics), applied to every batch.
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -102,94 +90,76 @@ def _normalise(x_u8: torch.Tensor) -> torch.Tensor:
     return (x_u8.float() / 255.0 - mean) / std
 
 
-@dataclass
-class ClassifierRun:
-    """What :func:`train_classifier` returns: the trained model (eval mode), steps, wall time, throughput and a
-    history ``{"step", "loss", "lr"}`` (loss averaged over ``log_every`` steps)."""
+class MixedBatchLoader:
+    """Batches for the clean classifier: every batch draws ``batch_size`` images uniformly with replacement from
+    each source and concatenates them (the official real / synthetic split, ``--real-bs`` / ``--syn-bs``), then
+    normalises and, as the recipe, random-crops (zero padding H/8) and flips, all on ``device``.
 
-    model: nn.Module
-    steps: int
-    wall_s: float
-    images_per_s: float
-    history: Dict[str, List[float]] = field(default_factory=dict)
+    Args:
+        sources: ``[(images uint8 (N, 3, H, W), labels long (N,), batch_size), ...]``; a source with batch size 0
+            is skipped.
+        random_crop, flip: the augmentation (both off: the "no augmentation" baseline).
+        seed: the draws and the augmentation (one generator on ``device``).
+    Yields ``(x float (B, 3, H, W), y long (B,))``; ``state_dict()`` holds the generator state.
+    """
+
+    def __init__(self, sources: Sequence[Tuple[torch.Tensor, torch.Tensor, int]], device="cpu",
+                 random_crop: bool = True, flip: bool = True, seed: int = 0, channels_last: bool = False):
+        self.device = torch.device(device)
+        self.sources = [(x.to(self.device), y.to(self.device).long(), int(b)) for x, y, b in sources
+                        if int(b) > 0 and len(x) > 0]
+        if not self.sources:
+            raise ValueError("MixedBatchLoader needs at least one source with images and a positive batch size")
+        for x, y, _ in self.sources:
+            if x.dtype != torch.uint8 or x.ndim != 4 or y.shape != (x.shape[0],):
+                raise ValueError(f"sources must be (uint8 (N, C, H, W), long (N,), batch); got {x.dtype} "
+                                 f"{tuple(x.shape)} and labels {tuple(y.shape)}")
+        self.padding = self.sources[0][0].shape[-1] // 8 if random_crop else 0
+        self.flip, self.channels_last = flip, channels_last
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for x, y, b in self.sources:
+            idx = torch.randint(0, x.shape[0], (b,), generator=self.generator, device=self.device)
+            xs.append(x[idx])
+            ys.append(y[idx])
+        xb = _normalise(torch.cat(xs))
+        if self.padding or self.flip:
+            xb = random_crop_flip(xb, padding=self.padding, flip=self.flip, generator=self.generator)
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb, torch.cat(ys)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"generator_state": self.generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator_state"])
+
+
+class CrossEntropyLoss:
+    """The clean classifier's objective in the Trainer's ``diffusion`` slot: ``training_losses(model, x, t,
+    model_kwargs={"y": y}) -> {"loss": (B,) cross-entropy, "accuracy": (B,)}``; ``t`` is unused
+    (``num_timesteps = 1``)."""
+
+    num_timesteps = 1
+
+    def training_losses(self, model: nn.Module, x_start: torch.Tensor, t: torch.Tensor,
+                        model_kwargs: Optional[dict] = None) -> Dict[str, torch.Tensor]:
+        y = (model_kwargs or {}).get("y")
+        if y is None:
+            raise ValueError("the classifier objective needs labels: model_kwargs['y'] (TrainConfig.num_classes)")
+        logits = model(x_start).float()
+        return {"loss": F.cross_entropy(logits, y, reduction="none"),
+                "accuracy": (logits.argmax(1) == y).float()}
 
 
 def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
-
-
-def train_classifier(model: nn.Module, sources: Sequence[Tuple[torch.Tensor, torch.Tensor, int]], *, steps: int,
-                     lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, warmup_steps: int = 0,
-                     augment: bool = True, bf16: bool = True, channels_last: bool = True, log_every: int = 50,
-                     seed: int = 0) -> ClassifierRun:
-    """Train ``model`` (in place, on its device) with cross-entropy on batches mixed from several sources.
-
-    Args:
-        model: e.g. :func:`resnet18_cifar`, already on its device.
-        sources: ``[(images uint8 (N, 3, H, W), labels long (N,), batch_size), ...]``; every step draws
-            ``batch_size`` images uniformly with replacement from each source and concatenates them (the
-            official real / synthetic batch split). A source with batch size 0 is skipped.
-        steps, lr, momentum, weight_decay, warmup_steps: SGD with :func:`warmup_cosine_lr`.
-        augment: random crop (padding H/8) + flip; False trains on the images as they are (the "no
-            augmentation" baseline).
-        bf16, channels_last: CUDA speed-ups (ignored on CPU).
-        seed: seeds the batch draws and the augmentation.
-    """
-    device = _device_of(model)
-    use_bf16 = bf16 and device.type == "cuda"
-    cl = channels_last and device.type == "cuda"
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    srcs = [(x.to(device), y.to(device).long(), int(b)) for x, y, b in sources if int(b) > 0 and len(x) > 0]
-    if not srcs:
-        raise ValueError("train_classifier needs at least one source with images and a positive batch size")
-    for x, y, _ in srcs:
-        if x.dtype != torch.uint8 or x.ndim != 4 or y.shape != (x.shape[0],):
-            raise ValueError(f"sources must be (uint8 (N, C, H, W), long (N,), batch); got {x.dtype} "
-                             f"{tuple(x.shape)} and labels {tuple(y.shape)}")
-    g = torch.Generator(device=device).manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False)
-    history: Dict[str, List[float]] = {"step": [], "loss": [], "lr": []}
-    pad = srcs[0][0].shape[-1] // 8
-    model.train()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    acc_loss = torch.zeros((), device=device)
-    n_img = 0
-    for step in range(steps):
-        xs, ys = [], []
-        for x, y, b in srcs:
-            idx = torch.randint(0, x.shape[0], (b,), generator=g, device=device)
-            xs.append(x[idx])
-            ys.append(y[idx])
-        xb, yb = _normalise(torch.cat(xs)), torch.cat(ys)
-        if augment:
-            xb = random_crop_flip(xb, padding=pad, generator=g)
-        if cl:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        cur = warmup_cosine_lr(step, steps, lr, warmup_steps)
-        for group in opt.param_groups:
-            group["lr"] = cur
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = F.cross_entropy(model(xb).float(), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc_loss += loss.detach()
-        n_img += xb.shape[0]
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            k = (step % log_every) + 1
-            history["step"].append(step + 1)
-            history["loss"].append(float(acc_loss) / k)
-            history["lr"].append(cur)
-            acc_loss.zero_()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    wall = time.perf_counter() - t0
-    model.eval()
-    return ClassifierRun(model, steps, wall, n_img / max(wall, 1e-9), history)
 
 
 @torch.no_grad()

@@ -25,6 +25,8 @@ def classifier_cond_fn(classifier: Callable, scale: float = 1.0, label_key: str 
                        labels: Optional[Union[int, torch.Tensor]] = None) -> Callable:
     """Build ``cond_fn(x_t, t, **model_kwargs) -> scale · ∇_x log p_φ(y | x_t)`` (Dhariwal & Nichol 2021,
     Algorithms 1-2; the classifier scale s is folded in, as in guided-diffusion's ``classifier_sample.py``).
+    Derived in chapter 03, Eqs. {eq}`adm-ancestral` and {eq}`adm-ddim`; minority guidance is chapter 07, Eq.
+    {eq}`mg-guidance`.
 
     Args:
         classifier: ``classifier(x_t, t) -> logits (B, K)``; called with the original-scale long timesteps that
@@ -59,7 +61,8 @@ def classifier_cond_fn(classifier: Callable, scale: float = 1.0, label_key: str 
 
 def cfg_model_fn(model: Callable, guidance_scale: Union[float, torch.Tensor], null_label: Optional[int] = None,
                  *, null_cond: Optional[torch.Tensor] = None, convention: str = "w") -> Callable:
-    """Wrap a conditional model into a classifier-free-guided one, ``model_fn(x_t, t, **model_kwargs)``.
+    """Wrap a conditional model into a classifier-free-guided one, ``model_fn(x_t, t, **model_kwargs)``
+    (chapter 04, Eq. {eq}`cfg-eps`; the "g" form with a mean learned vector is chapter 08, Eq. {eq}`di-cfg`).
 
     The conditional and unconditional predictions come from ONE forward pass on a batch of 2B (the inputs
     concatenated with themselves, the second half given the null condition), then combined (Eq. 6, Ho & Salimans

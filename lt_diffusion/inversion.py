@@ -13,7 +13,11 @@ class, with classifier-free guidance whose *unconditional* input is the **mean o
 Stable Diffusion is not available here. :class:`ClassTableGenerator` is the stand-in: the engine's UNet with a
 continuous ``cond`` input (the text-encoder-output analogue), whose conditioning during pretraining comes
 from a learned per-class vector table (the "text encoder" of ten one-word prompts) with a null row for CFG
-dropout. After pretraining the UNet and the table are frozen and only the per-image vectors are learned.
+dropout. It is pretrained as an arm of kind ``"generator"`` by :func:`lt_diffusion.experiments.train_model`
+(label dropout to the null row is ``TrainConfig.p_uncond``), and sampled by
+:func:`lt_diffusion.experiments.make_sampler` with continuous conditions and CFG (``convention="g"``, ``null_cond`` =
+:func:`mean_embedding`). After pretraining the UNet and the table are frozen and only the per-image vectors are
+learned.
 """
 from __future__ import annotations
 
@@ -24,9 +28,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-__all__ = ["ClassTableGenerator", "pretrain_generator", "InversionResult", "initial_embeddings",
-           "learn_embeddings", "denoising_loss", "mean_embedding", "perturb", "interpolate", "variation_conditions",
-           "make_cond_sampler"]
+__all__ = ["ClassTableGenerator", "InversionResult", "initial_embeddings", "learn_embeddings", "denoising_loss",
+           "mean_embedding", "perturb", "interpolate", "variation_conditions"]
 
 
 class ClassTableGenerator(nn.Module):
@@ -73,28 +76,6 @@ class ClassTableGenerator(nn.Module):
         elif y is not None:
             raise ValueError("pass either y (class table) or cond (a vector), not both")
         return self.unet(x, t, cond=cond)
-
-
-def pretrain_generator(model: ClassTableGenerator, diffusion, data, *, steps: int, batch_size: int, lr: float,
-                       p_uncond: float = 0.1, warmup_steps: int = 0, ema_rate: float = 0.999, ema_warmup: bool = True,
-                       grad_clip: Optional[float] = 1.0, bf16: bool = True, random_flip: bool = True,
-                       device=None, seed: int = 0, log_every: int = 100):
-    """Pretrain the generator with the engine's :class:`lt_diffusion.train.Trainer` (ε-MSE, label dropout
-    ``p_uncond`` to the null row). Returns ``(model, ema_model, history)``; the EMA copy is the one to freeze.
-    ``ema_warmup``: ramp the EMA rate in (see :class:`lt_diffusion.train.TrainConfig`), right for short runs."""
-    from .data import GPUBatchLoader
-    from .train import TrainConfig, Trainer
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loader = GPUBatchLoader(data, batch_size, device=device, flip=random_flip, seed=seed,
-                            channels_last=device.type == "cuda")
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, grad_clip=grad_clip,
-                      ema_rate=ema_rate, ema_warmup=ema_warmup, p_uncond=p_uncond, num_classes=model.num_classes, amp=bf16,
-                      seed=seed, log_every=log_every, device=str(device), progress=False)
-    trainer = Trainer(model, diffusion, loader, cfg)
-    history = trainer.run()
-    ema = trainer.ema_model.eval()
-    return trainer.model, ema, history
 
 
 @dataclass
@@ -144,7 +125,7 @@ def learn_embeddings(model: Callable, diffusion, images: torch.Tensor, init: tor
                      group_size: int, lr: float = 3e-2, weight_decay: float = 1e-2,
                      betas: Tuple[float, float] = (0.9, 0.999), bf16: bool = True, device=None,
                      seed: int = 0) -> InversionResult:
-    """Stage 1: learn one conditioning vector per image with the generator frozen.
+    """Stage 1: learn one conditioning vector per image with the generator frozen (chapter 08, Eq. {eq}`di-inversion`).
 
     The images are split into groups of ``group_size`` (the official code inverts groups of 100 with one run
     each); within a group every step uses every image once, with its own t ~ U{0..T−1} and ε, and the loss is
@@ -267,7 +248,8 @@ def interpolate(c1: torch.Tensor, c2: torch.Tensor, alpha: Union[float, torch.Te
 def variation_conditions(embeddings: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, *,
                          strength: float = 0.1, noise: float = 0.1, seed: int = 0
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Conditions for new samples of the classes ``wanted`` (M,), as ``interpolation_sample`` builds them:
+    """Conditions for new samples of the classes ``wanted`` (M,), as ``interpolation_sample`` builds them (chapter 08,
+    Eq. {eq}`di-variation`):
     for each, a random image i of that class and a random j of the same class,
     c = interpolate(c_j, c_i, s) + λ ε = (1 − s) c_i + s c_j + λ ε.
 
@@ -288,54 +270,3 @@ def variation_conditions(embeddings: torch.Tensor, labels: torch.Tensor, wanted:
         cond[rows] = interpolate(embeddings[j].float(), embeddings[i].float(), strength)
         src[rows] = i
     return perturb(cond, noise, g), src
-
-
-def make_cond_sampler(diffusion, model: ClassTableGenerator, *, guidance_scale: float = 2.0,
-                      null_cond: Optional[torch.Tensor] = None, key: str = "cond", method: str = "ddim",
-                      eta: float = 1.0, bf16: bool = True, device=None) -> Callable:
-    """A sampler for :func:`lt_diffusion.sampling.generate`: ``sample(batch_size, conditions, generator)``.
-
-    Stage 2 of the paper: classifier-free guidance in the "g" convention, ε̃ = ε(x, ∅) + g (ε(x, c) − ε(x, ∅))
-    (:func:`lt_diffusion.guidance.cfg_model_fn`, one batched forward).
-
-    Args:
-        diffusion: the (respaced) engine diffusion to sample with.
-        key: ``"cond"``: ``conditions`` are vectors (B, D) and ∅ = ``null_cond`` (the paper: the mean learned
-            vector); ``"y"``: ``conditions`` are class labels (B,) and ∅ = the table's null row (plain
-            class-conditional CFG of the same generator).
-        method: ``"ddim"`` (with ``eta``; official: η = 1) or ``"ancestral"``.
-    """
-    from .guidance import cfg_model_fn
-
-    if key not in ("cond", "y"):
-        raise ValueError(f"key must be 'cond' or 'y', got {key!r}")
-    if key == "cond" and null_cond is None:
-        raise ValueError("key='cond' needs null_cond (e.g. mean_embedding(learned vectors))")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    guided = cfg_model_fn(model, guidance_scale, null_label=model.num_classes if key == "y" else None,
-                          null_cond=None if key == "y" else null_cond.to(device), convention="g")
-    use_bf16 = bf16 and device.type == "cuda"
-
-    def net(x, t, **kw):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            return guided(x, t, **kw)
-
-    cfg = model.config
-
-    def sample(batch_size: int, conditions=None, generator=None):
-        if conditions is None:
-            raise ValueError("the inversion sampler needs conditions (vectors or labels) for every sample")
-        kw = {key: conditions.to(device) if key == "y" else conditions.to(device).float()}
-        shape = (batch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                if method == "ddim":
-                    return diffusion.ddim_sample_loop(net, shape, model_kwargs=kw, device=device, eta=eta,
-                                                      generator=generator)
-                return diffusion.p_sample_loop(net, shape, model_kwargs=kw, device=device, generator=generator)
-        finally:
-            model.train(was)
-
-    return sample

@@ -34,6 +34,7 @@ __all__ = [
     "class_reference_stats",
     "lt_fid_breakdown",
     "compare_arms",
+    "group_means",
 ]
 
 GROUP_NAMES = ("head", "mid", "tail")
@@ -225,3 +226,9 @@ def compare_arms(a: Sequence[float], b: Sequence[float], names: Sequence[str] = 
     return {"mean": {names[0]: float(a.mean()), names[1]: float(b.mean())}, "diff": diff,
             "range": {names[0]: ra, names[1]: rb}, "exceeds_spread": bool(separated and a.size > 1 and b.size > 1),
             "better": better, "verdict": verdict}
+
+
+def group_means(per_class: Sequence[float], groups: Mapping[str, Sequence[int]]) -> Dict[str, float]:
+    """The mean of a per-class metric (``per_class[c]``, NaN for an absent class) over each head / mid / tail group
+    of :func:`class_groups`, NaNs left out: ``{group: mean}`` (chapter 08's per-group test accuracy)."""
+    return {name: float(np.nanmean([per_class[c] for c in members])) for name, members in groups.items()}

@@ -58,7 +58,8 @@ def tweedie_reconstruction(model: Callable, diffusion, x_start: torch.Tensor, t:
                            noise: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
                            clip_denoised: bool = True, model_kwargs: Optional[dict] = None
                            ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One-shot posterior-mean reconstruction: x_t = q_sample(x_0, t), then x̂_0 = ``pred_xstart`` of the model.
+    """One-shot posterior-mean reconstruction: x_t = q_sample(x_0, t), then x̂_0 = ``pred_xstart`` of the model
+    (Tweedie's formula, chapter 07, Eq. {eq}`mg-tweedie`).
 
     x_start: (B, C, H, W) in [-1, 1] (or (B, d) for a toy); t: an index of ``diffusion``. Returns ``(x_t, x̂_0)``.
     This is the official code's path (``q_sample`` then ``p_mean_variance(...)["pred_xstart"]``).
@@ -73,7 +74,8 @@ def tweedie_reconstruction(model: Callable, diffusion, x_start: torch.Tensor, t:
 def minority_score(model: Callable, diffusion, images: torch.Tensor, t: int, *, num_draws: int = 5,
                    batch_size: int = 500, distance: Optional[Callable] = None, device=None,
                    clip_denoised: bool = True, seed: int = 0, bf16: bool = True) -> torch.Tensor:
-    """Minority score l(x_0) = mean over ``num_draws`` noise draws of d(x_0, x̂_0(x_t)) at step ``t``.
+    """Minority score l(x_0) = mean over ``num_draws`` noise draws of d(x_0, x̂_0(x_t)) at step ``t`` (chapter 07,
+    Eq. {eq}`mg-score`).
 
     Args:
         model: the (EMA) denoiser, ``model(x_t, t, **kw)``.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "generate", "load_npz", "save_grid", "save_npz", "to_uint8"]
+__all__ = ["atomic_write", "generate", "load_npz", "reverse_chain_rows", "save_grid", "save_npz", "to_uint8"]
 
 SampleFn = Callable[[int, "torch.Tensor | None", torch.Generator], torch.Tensor]
 
@@ -157,3 +157,25 @@ def save_grid(path: str | os.PathLike, images: torch.Tensor, nrow: int = 8, padd
     with atomic_write(path) as tmp:
         vutils.save_image(x, tmp, nrow=nrow, padding=padding, format=path.suffix.lstrip(".") or "png")
     return path
+
+
+def reverse_chain_rows(diffusion, model, n: int, num_shown: int, generator: torch.Generator, device=None,
+                       image_shape=(3, 32, 32)) -> tuple[dict, list]:
+    """Snapshots of ``n`` ancestral chains (``diffusion.p_sample_loop_progressive``, chapter 01) at ``num_shown``
+    evenly spread steps: rows ``"x_t #j"`` (the sample after the step) and ``"x0_hat #j"`` (the model's running
+    guess of x_0), ``(num_shown, C, H, W)`` each, and column labels ``"t=..."`` in the paper's 1-based steps."""
+    keep = set(np.linspace(0, diffusion.num_timesteps - 1, num_shown).round().astype(int).tolist())
+    xs, x0s, labels = [], [], []
+    with torch.no_grad():
+        loop = diffusion.p_sample_loop_progressive(model, (n, *image_shape), device=device, generator=generator)
+        for k, out in enumerate(loop):
+            i = diffusion.num_timesteps - 1 - k  # spaced index of the step just taken
+            if i in keep:
+                xs.append(out["sample"].cpu())
+                x0s.append(out["pred_xstart"].cpu())
+                labels.append(f"t={int(diffusion.timestep_map[i]) + 1}")  # paper indexing (code index + 1)
+    rows = {}
+    for j in range(n):
+        rows[f"x_t #{j}"] = torch.stack([x[j] for x in xs])
+        rows[f"x0_hat #{j}"] = torch.stack([x[j] for x in x0s])
+    return rows, labels

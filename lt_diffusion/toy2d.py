@@ -300,3 +300,21 @@ def guided_sample_stats(mixture: GaussianMixture, x0: torch.Tensor, y: torch.Ten
     spread = float(torch.cat(spreads).mean().sqrt())
     return {"class_accuracy": acc, "mean_p_y": p_y, "spread": spread,
             "log_p_y": float(mixture.log_prob(x0, 1.0, y).mean())}
+
+
+class ExactModeClassifier(nn.Module):
+    """The toy's exact noisy classifier of its mixture components (chapter 07, the perfect level classifier of
+    minority guidance, Eq. {eq}`mg-guidance`): ``forward(x_t, t) -> log p_t(k | x_t)``, ``(B, K)``.
+
+    Args:
+        mixture: the :class:`GaussianMixture`; alphas_cumprod: ``(T,)`` ᾱ of the diffusion; ``t`` is taken in its
+            original (long) steps, as :func:`lt_diffusion.guidance.classifier_cond_fn` hands it over.
+    """
+
+    def __init__(self, mixture: GaussianMixture, alphas_cumprod: np.ndarray):
+        super().__init__()
+        self.mixture = mixture
+        self.register_buffer("alphas_cumprod", torch.as_tensor(alphas_cumprod))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.mixture.class_posterior(x_t, self.alphas_cumprod[t.long().cpu()]).clamp_min(1e-300).log()

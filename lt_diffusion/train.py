@@ -92,7 +92,8 @@ class TrainConfig:
         momentum: SGD momentum (unused by AdamW, which uses ``betas``).
         lr_schedule: ``"constant"`` (after a linear warm-up from ``lr / warmup_steps``; the diffusion papers) or
             ``"cosine"`` (:func:`warmup_cosine_lr`: warm-up from ``lr_floor * lr``, then cosine to ``lr_floor * lr``
-            at ``steps``; the Diffusion Inversion classifier recipe).
+            at ``steps``; the Diffusion Inversion classifier recipe) or ``"linear"`` (``lr * (1 - step / steps)``
+            after the warm-up: guided-diffusion's ``--anneal_lr``, used by the minority-guidance classifier).
         lr_floor: the cosine schedule's start and end as a fraction of ``lr``.
         warmup_steps: linear LR warm-up length (CBDM / pytorch-ddpm: 5000); 0 disables.
         grad_clip: max global grad norm (CBDM: 1.0) or None.
@@ -160,8 +161,8 @@ class TrainConfig:
             raise ValueError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant', 'linear' or 'cosine', got {self.lr_schedule!r}")
         from lt_diffusion.resample import SCHEDULE_SAMPLERS
         if self.schedule_sampler not in SCHEDULE_SAMPLERS:
             raise ValueError(f"TrainConfig.schedule_sampler must be one of {list(SCHEDULE_SAMPLERS)}, "
@@ -698,6 +699,11 @@ class Trainer:
         if self.config.lr_schedule == "cosine":
             c = self.config
             return warmup_cosine_lr(step, c.steps, c.lr, c.warmup_steps, c.lr_floor)
+        if self.config.lr_schedule == "linear":  # guided-diffusion's set_annealed_lr: lr * (1 - step / steps)
+            anneal = self.config.lr * (1.0 - step / self.config.steps)
+            if self.config.warmup_steps > 0:
+                anneal *= min(1.0, (step + 1) / self.config.warmup_steps)
+            return anneal
         if self.config.warmup_steps > 0:
             return self.config.lr * min(1.0, (step + 1) / self.config.warmup_steps)
         return self.config.lr

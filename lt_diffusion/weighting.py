@@ -23,7 +23,8 @@ def snr(alphas_cumprod: ArrayLike) -> ArrayLike:
 
 
 def p2_lambda_t(betas: ArrayLike) -> ArrayLike:
-    """The VLB's weight on the ε-MSE relative to L_simple, λ_t = (1 − β_t)(1 − ᾱ_t)/β_t (Choi et al. 2022).
+    """The VLB's weight on the ε-MSE relative to L_simple, λ_t = (1 − β_t)(1 − ᾱ_t)/β_t (Choi et al. 2022; chapter 05,
+    Eq. {eq}`p2-lambda`).
 
     L_vlb's term t is ‖ε − ε_θ‖² β_t² / (2σ_t² α_t (1 − ᾱ_t)) (Ho et al. 2020, Eq. 12); with σ_t² = β_t,
     L_simple drops that factor, i.e. reweights the VLB by λ_t ∝ 1/factor. P2 then multiplies λ_t by 1/(k + SNR_t)^γ. ``betas``: ``(T,)``.
@@ -36,7 +37,7 @@ def p2_lambda_t(betas: ArrayLike) -> ArrayLike:
 
 
 class P2Weight:
-    """``loss_weight(t, diffusion) -> (B,)`` = 1/(k + SNR_t)^γ for the ε-MSE term.
+    """``loss_weight(t, diffusion) -> (B,)`` = 1/(k + SNR_t)^γ for the ε-MSE term (chapter 05, Eq. {eq}`p2-weight`).
 
     Args:
         gamma: γ ≥ 0, how strongly to down-weight the high-SNR (low-noise) steps; 0 = baseline, the paper uses

@@ -53,24 +53,17 @@ from IPython.display import Markdown, display
 
 from lt_diffusion import plotting, provenance
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.experiments import common, summary
+from lt_diffusion.experiments import (DataSpec, build_diffusion, fid_reference, finish_chapter, load_data, make_sampler,
+                                      sample_and_score, save_results, start_chapter, summary, train_model)
 from lt_diffusion.models import count_parameters
 from lt_diffusion.presets import get_preset
+from lt_diffusion.sampling import reverse_chain_rows
 from lt_diffusion.schedules import get_named_beta_schedule
 
-P = get_preset("ddpm", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} T={P.diffusion.steps} schedule={P.diffusion.noise_schedule} "
-      f"train steps={P.train.steps} x batch {P.train.batch_size}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min | {P.note}")
-
-
-def show_source(obj):
-    """Print the package's code for ``obj`` (the chapter never re-types it)."""
-    print(inspect.getsource(obj))
+P, run, device, SMOKE_LABEL, cost = start_chapter("ddpm", SCALE, SEED)
+A = P.arm("ddpm")   # the chapter's one training run: model, diffusion, TrainConfig, data
+print(f"T={A.diffusion.steps} schedule={A.diffusion.noise_schedule} train steps={A.train.steps} x batch "
+      f"{A.train.batch_size}")
 
 
 # %% [markdown]
@@ -107,8 +100,8 @@ def show_source(obj):
 # schedule and its one-shot sampler of {eq}`ddpm-marginal`:
 
 # %%
-show_source(get_named_beta_schedule)
-show_source(GaussianDiffusion.q_sample)
+print(inspect.getsource(get_named_beta_schedule))
+print(inspect.getsource(GaussianDiffusion.q_sample))
 
 # %% [markdown]
 # A few values of the DDPM schedule ($T = 1000$, linear; code index $t-1$): $\bar\alpha_T$ is about $4\cdot10^{-5}$,
@@ -144,7 +137,7 @@ assert abs(float(x.mean() - one_shot.mean())) < 0.03 and abs(float(x.var() - one
 # chain is spent on nearly pure noise (chapter 2 returns to this).
 
 # %%
-test = common.load_train_images(None, split="test")
+test = load_data(DataSpec(split="test"))
 idx = torch.arange(P.forward_grid_images) * (len(test) // P.forward_grid_images)  # one image from several classes
 x_start = (test.images[idx].float() / 127.5 - 1.0)
 T_demo = 1000
@@ -174,10 +167,10 @@ plotting.image_rows(rows, col_labels=[f"t={t + 1}" for t in ts],
 
 # %%
 curves = {"linear, T=1000": (np.arange(1, 1001) / 1000, np.log(snr_ddpm))}
-if P.diffusion.steps != 1000:
-    d_p = common.build_diffusion(P.diffusion)
-    curves[f"{P.diffusion.noise_schedule}, T={P.diffusion.steps} (this preset)"] = (
-        np.arange(1, P.diffusion.steps + 1) / P.diffusion.steps, np.log(d_p.alphas_cumprod / (1 - d_p.alphas_cumprod)))
+if A.diffusion.steps != 1000:
+    d_p = build_diffusion(A.diffusion)
+    curves[f"{A.diffusion.noise_schedule}, T={A.diffusion.steps} (this preset)"] = (
+        np.arange(1, A.diffusion.steps + 1) / A.diffusion.steps, np.log(d_p.alphas_cumprod / (1 - d_p.alphas_cumprod)))
 plotting.curves(None, curves, xlabel="t / T", ylabel="log SNR(t)", title="Log signal-to-noise ratio");
 
 # %% [markdown]
@@ -203,7 +196,7 @@ plotting.curves(None, curves, xlabel="t / T", ylabel="log SNR(t)", title="Log si
 # $\tilde\beta_t$ (`posterior_variance`):
 
 # %%
-show_source(GaussianDiffusion.q_posterior_mean_variance)
+print(inspect.getsource(GaussianDiffusion.q_posterior_mean_variance))
 
 # %% [markdown]
 # A check of the derivation: the product of the two Gaussian densities, evaluated on a grid of $x_{t-1}$ values
@@ -258,7 +251,7 @@ for i in (1, 100, 600):  # code indices
 # term; the other branches belong to chapter 2):
 
 # %%
-show_source(GaussianDiffusion.training_losses)
+print(inspect.getsource(GaussianDiffusion.training_losses))
 
 # %% [markdown]
 # ## 5. Ancestral sampling
@@ -270,7 +263,7 @@ show_source(GaussianDiffusion.training_losses)
 # $\bar\alpha$ kept, chapter 2 explains it). One step in the package:
 
 # %%
-show_source(GaussianDiffusion.p_sample)
+print(inspect.getsource(GaussianDiffusion.p_sample))
 
 # %% [markdown]
 # ## 6. Training a small model
@@ -281,15 +274,13 @@ show_source(GaussianDiffusion.p_sample)
 # matter little for samples, which is the reason {eq}`ddpm-lsimple` is a good weighting.
 
 # %%
-data = common.load_train_images(P.train.num_train_images)
-timer = provenance.Stopwatch()
-with timer:
-    model, ema_model, history = common.train_model(P.model, P.diffusion, P.train, data, seed=SEED, device=device,
-                                                   log_every=max(1, P.train.steps // 100))
-train_s = timer.elapsed
+images_seen = A.train.steps * A.train.batch_size
+with provenance.Stopwatch() as timer:
+    trained = train_model(A, seed=SEED, device=device)
+train_s, history, ema_model = timer.elapsed, trained.history, trained.ema
 steps = [h["step"] for h in history]
-print(f"{count_parameters(model) / 1e6:.2f} M parameters, {P.train.steps} steps x {P.train.batch_size} images on "
-      f"{len(data)} training images: {train_s:.1f} s ({P.train.images_seen / train_s:.0f} img/s)")
+print(f"{count_parameters(ema_model) / 1e6:.2f} M parameters, {A.train.steps} steps x {A.train.batch_size} images on "
+      f"{len(load_data(A.data))} training images: {train_s:.1f} s ({images_seen / train_s:.0f} img/s)")
 plotting.curves(steps, {f"t in quarter {q}": [h.get(f"mse_q{q}", np.nan) for h in history] for q in range(4)},
                 xlabel="training step", ylabel="eps-MSE", logy=True,
                 title=f"L_simple per quarter of the chain{SMOKE_LABEL}");
@@ -302,29 +293,14 @@ plotting.curves(steps, {f"t in quarter {q}": [h.get(f"mse_q{q}", np.nan) for h i
 # points of the chain: the coarse layout is fixed early (large $t$), detail arrives last.
 
 # %%
-sampler = common.make_sampler(P.diffusion, ema_model, sample_steps=P.eval.sample_steps, device=device)
+sampler = make_sampler(A.diffusion, ema_model, sample_steps=P.eval.sample_steps, device=device)
 grid_images = sampler(P.eval.grid, None, torch.Generator(device).manual_seed(SEED))
 plotting.sample_grid(grid_images, nrow=int(np.sqrt(P.eval.grid)),
                      title=f"DDPM samples, {sampler.num_steps} steps{SMOKE_LABEL}");
 
 # %%
-n_chain, n_cols = 4, 6
-diff_s = sampler.diffusion
-keep = set(np.linspace(0, diff_s.num_timesteps - 1, n_cols).round().astype(int).tolist())
-xs, x0s, labels = [], [], []
-gen = torch.Generator(device).manual_seed(SEED + 1)
-with torch.no_grad():
-    for k, out in enumerate(diff_s.p_sample_loop_progressive(ema_model, (n_chain, 3, 32, 32), device=device,
-                                                             generator=gen)):
-        i = diff_s.num_timesteps - 1 - k  # spaced index of the step just taken
-        if i in keep:
-            xs.append(out["sample"].cpu())
-            x0s.append(out["pred_xstart"].cpu())
-            labels.append(f"t={int(diff_s.timestep_map[i]) + 1}")  # paper indexing (code index + 1)
-rows = {}
-for j in range(n_chain):
-    rows[f"x_t #{j}"] = torch.stack([x[j] for x in xs])
-    rows[f"x0_hat #{j}"] = torch.stack([x[j] for x in x0s])
+rows, labels = reverse_chain_rows(sampler.diffusion, ema_model, 4, 6, torch.Generator(device).manual_seed(SEED + 1),
+                                  device=device)
 plotting.image_rows(rows, col_labels=labels, title=f"Reverse chain: x_(t-1) and x0_hat after each shown step{SMOKE_LABEL}");
 
 # %% [markdown]
@@ -336,13 +312,11 @@ plotting.image_rows(rows, col_labels=labels, title=f"Reverse chain: x_(t-1) and 
 # $N$ and reference are comparable.
 
 # %%
-ref = common.fid_reference_stats(P.eval.fid_reference, P.eval.fid_reference_images)
+ref = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images)
 with provenance.Stopwatch() as timer:
-    fid_value = common.evaluate_fid(sampler, P.eval.num_samples, ref, batch_size=P.eval.batch_size, seed=SEED,
-                                    device=device)
-fid_s = timer.elapsed
-ref_desc = f"CIFAR-10 {P.eval.fid_reference}" + (
-    " (all)" if P.eval.fid_reference_images is None else f" ({P.eval.fid_reference_images} images)")
+    fid_value = sample_and_score(sampler, P.eval.num_samples, ref, batch_size=P.eval.batch_size, seed=SEED,
+                                 device=device)[0]["FID"]
+fid_s, ref_desc = timer.elapsed, ref.desc
 print(f"FID = {fid_value:.2f} from {P.eval.num_samples} samples ({sampler.num_steps} steps) vs {ref_desc}"
       f"{SMOKE_LABEL}; {fid_s:.1f} s")
 
@@ -355,13 +329,13 @@ print(f"FID = {fid_value:.2f} from {P.eval.num_samples} samples ({sampler.num_st
 # reproduces.
 
 # %%
-paper = get_preset("ddpm", "paper")
+paper = get_preset("ddpm", "paper").arm("ddpm").train
 rows = [
-    {"": "ours", "scale": P.scale, "params (M)": count_parameters(model) / 1e6,
-     "training images (M)": P.train.images_seen / 1e6, "sampling steps": sampler.num_steps,
+    {"": "ours", "scale": P.scale, "params (M)": count_parameters(ema_model) / 1e6,
+     "training images (M)": images_seen / 1e6, "sampling steps": sampler.num_steps,
      "FID samples": P.eval.num_samples, "FID": fid_value, "note": SMOKE_LABEL.strip(" ()") or ref_desc},
     {"": "paper (Ho et al. 2020)", "scale": "paper", "params (M)": 35.7,
-     "training images (M)": paper.train.images_seen / 1e6, "sampling steps": 1000, "FID samples": 50000,
+     "training images (M)": paper.steps * paper.batch_size / 1e6, "sampling steps": 1000, "FID samples": 50000,
      "FID": 3.17, "note": "the paper's, via the google/ddpm-cifar10-32 model card"},
 ]
 display(plotting.metrics_table(rows, formats={"FID": ".2f", "params (M)": ".1f", "training images (M)": ".2f"}))
@@ -376,13 +350,11 @@ display(plotting.metrics_table(rows, formats={"FID": ".2f", "params (M)": ".1f",
 # ## Provenance
 
 # %%
-prov = run.record({"chapter": "ddpm", "train_s": round(train_s, 1), "fid_s": round(fid_s, 1)})
-display(Markdown(provenance.provenance_table(prov)))
 results = {"chapter": "ddpm", "scale": P.scale, "fid": fid_value, "fid_samples": P.eval.num_samples,
-           "fid_reference": ref_desc, "sampling_steps": sampler.num_steps,
-           "params": count_parameters(model), "train_images": P.train.images_seen,
-           "final_loss": history[-1].get("loss"), "comparable": P.eval.comparable, "provenance": prov}
-print("wrote", common.save_results("ddpm", results))
+           "fid_reference": ref_desc, "sampling_steps": sampler.num_steps, "params": count_parameters(ema_model),
+           "train_images": images_seen, "final_loss": history[-1].get("loss"), "comparable": P.comparable}
+display(Markdown(provenance.provenance_table(finish_chapter(run, "ddpm", results, train_s=round(train_s, 1),
+                                                            fid_s=round(fid_s, 1)))))
 
 # %% [markdown]
 # The chapter's headline for the [results page](../book/results.md): the FID above beside the paper's, with no
@@ -391,6 +363,6 @@ print("wrote", common.save_results("ddpm", results))
 # %%
 results["headline"] = summary.headline(
     f"FID ({P.eval.num_samples} samples, {sampler.num_steps} steps, vs CIFAR-10 train)", fid_value,
-    claim="— (the pipeline; no comparison in this chapter)", comparable=P.eval.comparable,
+    claim="— (the pipeline; no comparison in this chapter)", comparable=P.comparable,
     paper_value=3.17, paper_setting="35.7 M params, 800 K steps, 50k samples, 1000 steps; model card")
-print("wrote", common.save_results("ddpm", results))
+print("wrote", save_results("ddpm", results))

@@ -31,7 +31,7 @@
 # The outputs shown come from the run recorded in the provenance cell at the end: the `book` scale on a GPU, or
 # the `smoke` scale on a CPU where no GPU run exists yet (then the figures show that the code runs, and the
 # numbers mean nothing). The provenance cell gives the scale, device, commit, seeds and wall time. Rerun at full
-# scale with `papermill notebooks/02_improved_ddpm.ipynb out.ipynb -p SCALE book` (about 7.6 minutes on one H100,
+# scale with `papermill notebooks/02_improved_ddpm.ipynb out.ipynb -p SCALE book` (about 6 minutes on one H100,
 # the budget table below).
 
 # %% tags=["parameters"]
@@ -47,7 +47,6 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/lt-diffusion/lt-diffusion.git"], check=True)
 
 # %%
-import dataclasses
 import inspect
 
 import numpy as np
@@ -56,35 +55,20 @@ from IPython.display import Markdown, display
 
 from lt_diffusion import plotting, provenance
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.experiments import common
+from lt_diffusion.experiments import (DataSpec, amp_model, build_diffusion, cost_rows, fid_reference, finish_chapter,
+                                      learned_variance_ratio, load_data, make_sampler, sample_and_score, save_results,
+                                      start_chapter, train_model)
 from lt_diffusion.experiments.summary import headline
-from lt_diffusion.metrics import compute_features, fid_features_to_stats
 from lt_diffusion.models import count_parameters
-from lt_diffusion.presets import get_preset
 from lt_diffusion.presets.improved_ddpm import (PAPER_TABLE, PAPER_TABLE_SOURCE, SAMPLER_OPTIONS, STEP_ARM_LABELS,
                                                 STEP_ARMS)
 from lt_diffusion.resample import LossSecondMomentResampler
-from lt_diffusion.sampling import generate
-from lt_diffusion.schedules import betas_for_alpha_bar, cosine_alpha_bar, get_named_beta_schedule, skip_prefix_timesteps
+from lt_diffusion.schedules import (betas_for_alpha_bar, cosine_alpha_bar, get_named_beta_schedule,
+                                    skip_prefix_timesteps, space_timesteps)
 
-P = get_preset("improved_ddpm", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} T={P.T} runs={[r.key for r in P.runs]}")
-print(f"each run: {P.train.steps} steps x {P.train.batch_size} images; projected H100 time (estimate): "
-      f"{cost['total_s'] / 60:.1f} min | {P.note}")
-
-
-def show_source(obj):
-    """Print the package's code for ``obj`` (the chapter never re-types it)."""
-    print(inspect.getsource(obj))
-
-
-def schedule(name, T):
-    """A diffusion over the named schedule (only its arrays are used here)."""
-    return GaussianDiffusion(get_named_beta_schedule(name, T))
+P, run, device, SMOKE_LABEL, cost = start_chapter("improved_ddpm", SCALE, SEED)
+TRAIN = P.arm("cosine_hybrid").train   # every arm has this recipe (only the schedule sampler and logging differ)
+print(f"T={P.T}; each run: {TRAIN.steps} steps x {TRAIN.batch_size} images")
 
 
 # %% [markdown]
@@ -94,23 +78,8 @@ def schedule(name, T):
 # per model, 50 K samples per FID) and is never run here.
 
 # %% tags=["nbval-check-output"]
-budget_rows = []
-for scale in ("smoke", "book", "paper"):
-    p = get_preset("improved_ddpm", scale)
-    c = p.projected_gpu_seconds()
-    budget_rows.append({"scale": scale, "T": p.T, "models": len(p.runs),
-                        "steps x batch": f"{p.train.steps:,} x {p.train.batch_size}",
-                        "images per model (M)": p.train.images_seen / 1e6, "FID sets": p.fid_calls(),
-                        "train (h)": c["train_s"] / 3600, "bound (h)": c["bpd_s"] / 3600,
-                        "sampling + FID (h)": (c["sample_s"] + c["fid_s"]) / 3600,
-                        "total (min)": c["total_s"] / 60, "total (h)": c["total_s"] / 3600})
-display(plotting.metrics_table(budget_rows, formats={"images per model (M)": ".3f", "train (h)": ".3f",
-                                                     "bound (h)": ".3f", "sampling + FID (h)": ".3f",
-                                                     "total (min)": ".1f", "total (h)": ".2f"}))
-paper = get_preset("improved_ddpm", "paper")
-print(f"paper: one 500K-step run = {paper.train.steps * paper.train_step_s / 3600:.1f} h at "
-      f"{paper.train_step_s * 1e3:.0f} ms per step of {paper.train.batch_size} (measured fp32 step x 1.2 Trainer); "
-      f"50K samples x 4000 steps = {50 * 4000 * paper.sample_step_s / 3600:.1f} h per FID")
+display(plotting.metrics_table(cost_rows("improved_ddpm"), formats={"training images (M)": ".3f", "train (h)": ".3f",
+                                                                   "sampling + FID (h)": ".3f", "total (min)": ".1f"}))
 
 # %% [markdown]
 # ## 1. The cosine schedule
@@ -130,8 +99,8 @@ print(f"paper: one 500K-step run = {paper.train.steps * paper.train_step_s / 360
 # $T$ describes the same process. The package's code:
 
 # %%
-show_source(cosine_alpha_bar)
-show_source(betas_for_alpha_bar)
+print(inspect.getsource(cosine_alpha_bar))
+print(inspect.getsource(betas_for_alpha_bar))
 
 # %% [markdown]
 # $\bar\alpha$ at a few fractions of the chain, for the paper's $T = 4000$ and for $T = 1000$ (the same curve,
@@ -141,7 +110,7 @@ show_source(betas_for_alpha_bar)
 # %% tags=["nbval-check-output"]
 for T in (4000, 1000):
     for name in ("linear", "cosine"):
-        d = schedule(name, T)
+        d = GaussianDiffusion(get_named_beta_schedule(name, T))
         ab = d.alphas_cumprod
         vals = "  ".join(f"{f:.2f}:{ab[min(int(f * T), T - 1)]:.5f}" for f in (0.0, 0.25, 0.5, 0.75, 1.0))
         log_snr = np.log(ab / (1 - ab))
@@ -157,7 +126,7 @@ for T in (4000, 1000):
 # %%
 T_plot = 4000
 u = np.arange(1, T_plot + 1) / T_plot
-ab = {name: schedule(name, T_plot).alphas_cumprod for name in ("linear", "cosine")}
+ab = {name: GaussianDiffusion(get_named_beta_schedule(name, T_plot)).alphas_cumprod for name in ("linear", "cosine")}
 plotting.curves(u, {f"{k}": v for k, v in ab.items()}, xlabel="t / T", ylabel="alpha_bar_t",
                 title="Signal fraction, T = 4000");
 plotting.curves(u, {f"{k}": np.log(v / (1 - v)) for k, v in ab.items()}, xlabel="t / T", ylabel="log SNR(t)",
@@ -170,13 +139,13 @@ plotting.curves(u, {f"{k}": np.log(v / (1 - v)) for k, v in ab.items()}, xlabel=
 # until late.
 
 # %%
-test = common.load_train_images(None, split="test")
+test = load_data(DataSpec(split="test"))
 x_img = test.images[7:8].float() / 127.5 - 1.0
 fracs = np.linspace(0, 1, 11)
 noise = torch.randn(x_img.shape, generator=torch.Generator().manual_seed(SEED))
 rows = {}
 for name in ("linear", "cosine"):
-    d = schedule(name, 1000)
+    d = GaussianDiffusion(get_named_beta_schedule(name, 1000))
     t = torch.tensor([min(int(f * 1000), 999) for f in fracs])
     rows[name] = d.q_sample(x_img.expand(len(t), -1, -1, -1), t, noise=noise.expand(len(t), -1, -1, -1))
 # columns: t/T; rows: the schedule (T = 1000)
@@ -196,7 +165,7 @@ plotting.image_rows(rows, col_labels=[f"{f:.1f}" for f in fracs], cell_size=1.0)
 ratio = {}
 for T in P.variance_T:
     for name in ("linear", "cosine"):
-        d = schedule(name, T)
+        d = GaussianDiffusion(get_named_beta_schedule(name, T))
         # t = 1 has beta_tilde = 0 (log clipped in the code); the ratio is drawn from t = 2 on
         ratio[f"{name}, T={T}"] = (np.arange(2, T + 1) / T, d.posterior_variance[1:] / d.betas[1:])
 plotting.curves(None, ratio, xlabel="t / T", ylabel="beta_tilde_t / beta_t", logx=True,
@@ -215,7 +184,7 @@ plotting.curves(None, ratio, xlabel="t / T", ylabel="beta_tilde_t / beta_t", log
 # $\Sigma_\theta$ back out of the trained models. The `learned_range` branch of the package's `p_mean_variance`:
 
 # %%
-show_source(GaussianDiffusion.p_mean_variance)
+print(inspect.getsource(GaussianDiffusion.p_mean_variance))
 
 # %% [markdown]
 # ## 3. The hybrid objective and importance sampling of $t$
@@ -234,7 +203,7 @@ show_source(GaussianDiffusion.p_mean_variance)
 # bits per dimension:
 
 # %%
-show_source(GaussianDiffusion._vb_terms_bpd)
+print(inspect.getsource(GaussianDiffusion._vb_terms_bpd))
 
 # %% [markdown]
 # Optimising $\mathcal{L}_\text{vlb}$ alone should give the best likelihood, but with uniform $t$ its gradient is
@@ -250,8 +219,8 @@ show_source(GaussianDiffusion._vb_terms_bpd)
 # uniform mixture. The package's sampler:
 
 # %%
-show_source(LossSecondMomentResampler.weights)
-show_source(LossSecondMomentResampler.update_with_local_losses)
+print(inspect.getsource(LossSecondMomentResampler.weights))
+print(inspect.getsource(LossSecondMomentResampler.update_with_local_losses))
 
 # %% [markdown]
 # ## 4. Training the ablation
@@ -265,18 +234,15 @@ show_source(LossSecondMomentResampler.update_with_local_losses)
 # a GPU synchronisation).
 
 # %%
-data = common.load_train_images(P.train.num_train_images)
 models, histories, train_s = {}, {}, {}
-for r in P.runs:
-    cfg = dataclasses.replace(P.model, dropout=r.dropout)
-    log_every = 1 if r.key in P.noise_runs else P.log_every
+for key, arm in P.arms.items():
     with provenance.Stopwatch() as timer:
-        _, ema, hist = common.train_model(cfg, r.diffusion, P.train, data, seed=SEED, device=device,
-                                          log_every=log_every)
-    models[r.key], histories[r.key], train_s[r.key] = ema, hist, timer.elapsed
-    print(f"{r.diffusion.label:24s} final loss {np.mean([h['loss'] for h in hist[-max(1, 20 // log_every):]]):.4f}  "
-          f"{timer.elapsed:.1f} s ({P.train.images_seen / timer.elapsed:.0f} img/s)")
-print(f"{count_parameters(ema) / 1e6:.2f} M parameters per model, {len(data)} training images")
+        trained = train_model(arm, seed=SEED, device=device)
+    models[key], histories[key], train_s[key] = trained.ema, trained.history, timer.elapsed
+    last = [h["loss"] for h in trained.history[-max(1, 20 // arm.train.log_every):]]
+    print(f"{arm.label:24s} final loss {np.mean(last):.4f}  {timer.elapsed:.1f} s "
+          f"({TRAIN.steps * TRAIN.batch_size / timer.elapsed:.0f} img/s)")
+print(f"{count_parameters(trained.ema) / 1e6:.2f} M parameters per model, {len(load_data(arm.data))} training images")
 
 # %% [markdown]
 # **Does importance sampling make $\mathcal{L}_\text{vlb}$ less noisy?** The paper's Figure 6 (ImageNet 64×64)
@@ -294,9 +260,9 @@ for key in ("cosine_vlb_uniform", "cosine_vlb_is", "cosine_hybrid"):
     # L_vlb runs log T * L_t (importance-weighted); the hybrid run logs lambda * T * L_t with lambda = 0.001
     loss_k = np.array([x["vb"] if key != "cosine_hybrid" else x["vb"] / 0.001 for x in h])
     if key != "cosine_hybrid":  # the hybrid run shares the uniform t draws: its curve would hide L_vlb's
-        curves_vlb[P.run(key).diffusion.label] = (steps_k, loss_k)
+        curves_vlb[P.arm(key).label] = (steps_k, loss_k)
     tail = loss_k[len(loss_k) // 2:]
-    noise_rows.append({"run": P.run(key).diffusion.label, "mean L_vlb estimate (bits/dim)": tail.mean(),
+    noise_rows.append({"run": P.arm(key).label, "mean L_vlb estimate (bits/dim)": tail.mean(),
                        "std across steps": tail.std(), "std / mean": tail.std() / tail.mean()})
 plotting.curves(None, curves_vlb, xlabel="training step", ylabel="L_vlb estimate (bits/dim)", logy=True,
                 title=f"Training-loss noise: uniform vs importance-sampled t{SMOKE_LABEL}");
@@ -314,7 +280,7 @@ display(plotting.metrics_table(noise_rows, formats={"std / mean": ".3f"}))
 # images and noise draws for every model; the model under bf16 autocast on a GPU).
 
 # %%
-show_source(GaussianDiffusion.calc_bpd_loop)
+print(inspect.getsource(GaussianDiffusion.calc_bpd_loop))
 
 # %% [markdown]
 # `calc_bpd_loop` makes $T$ forward passes of a batch of $B$ images. On a GPU where small passes are bound by
@@ -322,21 +288,18 @@ show_source(GaussianDiffusion.calc_bpd_loop)
 # order, so the result is the loop's (a unit test checks the two agree):
 
 # %%
-show_source(common.calc_bpd_batched)
+print(inspect.getsource(GaussianDiffusion.calc_bpd_batched))
 
 # %%
-bpd_data = common.load_train_images(P.bpd_images, split="test")
-x_bpd = (bpd_data.images.float() / 127.5 - 1.0).to(device)
+x_bpd = (load_data(DataSpec(split="test", num_images=P.bpd_images)).images.float() / 127.5 - 1.0).to(device)
 bpd, vb_terms, bpd_s = {}, {}, 0.0
-for r in P.runs:
-    diffusion = common.build_diffusion(r.diffusion)
+for key, arm in P.arms.items():
     with provenance.Stopwatch() as timer:
-        out = common.calc_bpd_batched(diffusion, common.bf16_model(models[r.key]), x_bpd, batch_size=P.bpd_batch,
-                                      generator=torch.Generator(device).manual_seed(SEED))
+        out = build_diffusion(arm.diffusion).calc_bpd_batched(amp_model(models[key]), x_bpd, batch_size=P.bpd_batch,
+                                                              generator=torch.Generator(device).manual_seed(SEED))
     bpd_s += timer.elapsed
-    bpd[r.key] = float(out["total_bpd"].mean())
-    vb_terms[r.key] = out["vb"].mean(0).cpu().numpy()
-    print(f"{r.diffusion.label:24s} NLL <= {bpd[r.key]:.3f} bits/dim on {len(x_bpd)} test images "
+    bpd[key], vb_terms[key] = float(out["total_bpd"].mean()), out["vb"].mean(0).cpu().numpy()
+    print(f"{arm.label:24s} NLL <= {bpd[key]:.3f} bits/dim on {len(x_bpd)} test images "
           f"(prior term {float(out['prior_bpd'].mean()):.1e}){SMOKE_LABEL}")
 
 # %% [markdown]
@@ -347,7 +310,7 @@ for r in P.runs:
 
 # %%
 t_axis = np.arange(1, P.T + 1)
-plotting.curves(t_axis, {P.run(k).diffusion.label: np.clip(v, 1e-6, None) for k, v in vb_terms.items()
+plotting.curves(t_axis, {P.arm(k).label: np.clip(v, 1e-6, None) for k, v in vb_terms.items()
                          if k != "cosine_vlb_uniform"},
                 xlabel="t", ylabel="L_t (bits/dim)", logx=True, logy=True,
                 title=f"Terms of the variational bound{SMOKE_LABEL}");
@@ -364,20 +327,11 @@ plotting.curves(t_axis, {P.run(k).diffusion.label: np.clip(v, 1e-6, None) for k,
 # %%
 t_read = np.unique(np.geomspace(1, P.T, P.variance_timesteps).round().astype(int) - 1)
 x_var = x_bpd[: P.variance_images] if len(x_bpd) >= P.variance_images else (
-    common.load_train_images(P.variance_images, split="test").images.float().to(device) / 127.5 - 1.0)
+    load_data(DataSpec(split="test", num_images=P.variance_images)).images.float().to(device) / 127.5 - 1.0)
 g = torch.Generator(device).manual_seed(SEED)
-var_curves = {}
-for r in (r for r in P.runs if r.diffusion.learn_sigma):
-    diffusion = common.build_diffusion(r.diffusion)
-    ratio_t = []
-    for t_i in t_read:
-        t = torch.full((len(x_var),), int(t_i), device=device, dtype=torch.long)
-        noise = torch.randn(x_var.shape, generator=g, device=device)
-        with torch.no_grad():
-            out = diffusion.p_mean_variance(common.bf16_model(models[r.key]), diffusion.q_sample(x_var, t, noise=noise), t)
-        ratio_t.append(float(torch.exp(out["log_variance"].float().mean() - np.log(diffusion.betas[t_i]))))
-    var_curves[f"Sigma_theta / beta_t: {r.diffusion.label}"] = ((t_read + 1) / P.T, np.array(ratio_t))
-ref_d = schedule("cosine", P.T)
+var_curves = {f"Sigma_theta / beta_t: {arm.label}": ((t_read + 1) / P.T, learned_variance_ratio(
+    build_diffusion(arm.diffusion), models[key], x_var, t_read, g)) for key, arm in P.arms.items() if arm.diffusion.learn_sigma}
+ref_d = GaussianDiffusion(get_named_beta_schedule("cosine", P.T))
 var_curves["beta_tilde_t / beta_t (cosine; lower edge)"] = (np.arange(2, P.T + 1) / P.T,
                                                             ref_d.posterior_variance[1:] / ref_d.betas[1:])
 plotting.curves(None, var_curves, xlabel="t / T", ylabel="variance / beta_t", logx=True,
@@ -394,38 +348,34 @@ plotting.curves(None, var_curves, xlabel="t / T", ylabel="variance / beta_t", lo
 # distance is computed in its exact low-rank form (`fid_features_to_stats`).
 
 # %%
-show_source(common.make_sampler)
+print(inspect.getsource(make_sampler))
+
+# %% [markdown]
+# Every sample set of sections 6-8 is a key (model, sampler, kept steps, samples), drawn and scored once below:
+# the table's sets, the fewer-steps sweep (`STEP_ARMS`) and the skip sweep (`skip_prefix_timesteps`).
 
 # %%
-ref = common.fid_reference_stats(P.eval.fid_reference, P.eval.fid_reference_images)
-ref_desc = f"CIFAR-10 {P.eval.fid_reference}" + (
-    " (all)" if P.eval.fid_reference_images is None else f" ({P.eval.fid_reference_images} images)")
-fid_cache, sample_s = {}, 0.0
-
-
-def fid_of(s):
-    """FID of one sample set of the preset (``SampleSet``), drawn once; returns ``(fid, first 16 images)``."""
-    global sample_s
-    if s not in fid_cache:
-        r = P.run(s.run)
-        sampler = common.make_sampler(r.diffusion, models[s.run], use_timesteps=s.timesteps, device=device,
-                                      **SAMPLER_OPTIONS[s.sampler])
-        with provenance.Stopwatch() as timer:
-            images = generate(sampler, s.num_samples, min(P.eval.batch_size, s.num_samples), seed=SEED,
-                              progress=False, device=device)
-            value = fid_features_to_stats(compute_features(images, progress=False), ref.mu, ref.sigma)
-        sample_s += timer.elapsed
-        fid_cache[s] = (value, images[:16])
-    return fid_cache[s]
-
-
+ref = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images)
+kept = {K: tuple(sorted(space_timesteps(P.T, K))) for K in (P.eval.sample_steps, *P.step_sweep)}   # evenly strided
+table_sets = {key: (key, "own", kept[P.eval.sample_steps], P.eval.num_samples) for key in P.arms}
+step_sets = {(name, K): (*STEP_ARMS[name], kept[K], P.sweep_samples) for name in P.step_arms for K in P.step_sweep}
+skip_sets = {(key, f): (key, "own", tuple(sorted(skip_prefix_timesteps(P.T, f, P.skip_steps))), P.sweep_samples)
+             for key in P.skip_runs for f in P.skip_fractions}
+fid_cache = {}   # each set drawn once: e.g. the learned variance at 50 steps is also a row of the table
+with provenance.Stopwatch() as timer:
+    for s in dict.fromkeys([*table_sets.values(), *step_sets.values(), *skip_sets.values()]):
+        arm_key, sampler_name, steps_kept, n = s
+        sampler = make_sampler(P.arm(arm_key).diffusion, models[arm_key], use_timesteps=steps_kept, device=device,
+                               **SAMPLER_OPTIONS[sampler_name])
+        scores, images = sample_and_score(sampler, n, ref, batch_size=P.eval.batch_size, seed=SEED, device=device)
+        fid_cache[s] = (scores["FID"], images[:16])
+sample_s, ref_desc = timer.elapsed, ref.desc
 fid, grids = {}, {}
-for key in P.fid_runs:
-    s = P.objective_set(key)
-    fid[key], grids[key] = fid_of(s)
-    print(f"{P.run(key).diffusion.label:24s} FID {fid[key]:7.2f}  ({s.num_samples} samples, {s.num_steps} steps, "
+for key, s in table_sets.items():
+    fid[key], grids[key] = fid_cache[s]
+    print(f"{P.arm(key).label:24s} FID {fid[key]:7.2f}  ({s[3]} samples, {len(s[2])} steps, "
           f"vs {ref_desc}){SMOKE_LABEL}")
-plotting.image_rows({P.run(k).diffusion.label: v for k, v in grids.items()},
+plotting.image_rows({P.arm(k).label: v for k, v in grids.items()},
                     title=f"Samples per objective ({P.eval.sample_steps} steps){SMOKE_LABEL}", cell_size=0.6);
 
 # %% [markdown]
@@ -442,22 +392,19 @@ plotting.image_rows({P.run(k).diffusion.label: v for k, v in grids.items()},
 # matter. FID of `P.sweep_samples` samples per point. The kept steps:
 
 # %%
-show_source(skip_prefix_timesteps)
+print(inspect.getsource(skip_prefix_timesteps))
 
 # %%
 skip_curves, skip_rows = {}, []
 for key in P.skip_runs:
-    r = P.run(key)
-    fids = []
-    for f in P.skip_fractions:
-        s = P.skip_set(key, f)
-        value, _ = fid_of(s)
-        fids.append(value)
-        t_start = max(s.timesteps) + 1
-        ab_start = schedule(r.diffusion.noise_schedule, P.T).alphas_cumprod[t_start - 1]
-        skip_rows.append({"schedule": r.diffusion.noise_schedule, "skipped f": f, "start t": t_start,
+    schedule = P.arm(key).diffusion.noise_schedule
+    fids = [fid_cache[skip_sets[(key, f)]][0] for f in P.skip_fractions]
+    for f, value in zip(P.skip_fractions, fids):
+        t_start = max(skip_sets[(key, f)][2]) + 1
+        ab_start = GaussianDiffusion(get_named_beta_schedule(schedule, P.T)).alphas_cumprod[t_start - 1]
+        skip_rows.append({"schedule": schedule, "skipped f": f, "start t": t_start,
                           "alpha_bar at start": ab_start, "FID": value})
-    skip_curves[r.diffusion.label] = (np.array(P.skip_fractions), np.array(fids))
+    skip_curves[P.arm(key).label] = (np.array(P.skip_fractions), np.array(fids))
 plotting.curves(None, skip_curves, xlabel="fraction of the reverse process skipped", ylabel="FID", markers=True,
                 title=f"FID when the start of the reverse process is skipped{SMOKE_LABEL}");
 display(plotting.metrics_table(skip_rows, formats={"FID": ".2f", "alpha_bar at start": ".2e"}))
@@ -484,16 +431,13 @@ for name in P.step_arms:
 # %%
 step_curves, step_rows = {}, []
 for name in P.step_arms:
-    fids = []
-    for K in P.step_sweep:
-        value, _ = fid_of(P.step_set(name, K))
-        fids.append(value)
-        step_rows.append({"sampler": STEP_ARM_LABELS[name], "steps": K, "FID": value})
+    fids = [fid_cache[step_sets[(name, K)]][0] for K in P.step_sweep]
+    step_rows += [{"sampler": STEP_ARM_LABELS[name], "steps": K, "FID": v} for K, v in zip(P.step_sweep, fids)]
     step_curves[STEP_ARM_LABELS[name]] = (np.array(P.step_sweep), np.array(fids))
 plotting.curves(None, step_curves, xlabel="sampling steps K", ylabel="FID", logx=True, markers=True,
                 title=f"FID against sampling steps (cosine, T = {P.T}){SMOKE_LABEL}");
 display(plotting.metrics_table(step_rows, formats={"FID": ".2f"}))
-print(f"{len(fid_cache)} distinct sample sets drawn (the preset lists {P.fid_calls()})")
+print(f"{len(fid_cache)} distinct sample sets drawn")
 
 # %% [markdown]
 # ## 9. Results
@@ -505,16 +449,16 @@ print(f"{len(fid_cache)} distinct sample sets drawn (the preset lists {P.fid_cal
 
 # %%
 rows = []
-for r in P.runs:
-    paper_nll, paper_fid = PAPER_TABLE.get(r.key, (None, None))
-    rows.append({"schedule / objective": r.diffusion.label, "NLL ours (bits/dim)": bpd[r.key],
-                 f"FID ours ({P.eval.num_samples} samples)": fid.get(r.key),
+for key, arm in P.arms.items():
+    paper_nll, paper_fid = PAPER_TABLE.get(key, (None, None))
+    rows.append({"schedule / objective": arm.label, "NLL ours (bits/dim)": bpd[key],
+                 f"FID ours ({P.eval.num_samples} samples)": fid.get(key),
                  "NLL paper": paper_nll, "FID paper": paper_fid})
 display(plotting.metrics_table(rows, formats={"NLL ours (bits/dim)": ".3f",
                                               f"FID ours ({P.eval.num_samples} samples)": ".1f"}))
 print(f"paper columns: {PAPER_TABLE_SOURCE}")
-best_nll = min((k for k in bpd if P.run(k).in_paper_table), key=bpd.get)
-print(f"lowest NLL among the table rows: {P.run(best_nll).diffusion.label} (paper: cosine / L_vlb + IS)"
+best_nll = min((k for k in bpd if k in PAPER_TABLE), key=bpd.get)
+print(f"lowest NLL among the table rows: {P.arm(best_nll).label} (paper: cosine / L_vlb + IS)"
       f"{SMOKE_LABEL}")
 
 # %% [markdown]
@@ -532,8 +476,8 @@ checks = [
     ("NLL: L_hybrid < L_simple (cosine)", bpd["cosine_hybrid"], bpd["cosine_simple"]),
     ("NLL: L_vlb + IS < L_hybrid (cosine)", bpd["cosine_vlb_is"], bpd["cosine_hybrid"]),
     ("NLL: L_vlb + IS < L_vlb uniform", bpd["cosine_vlb_is"], bpd["cosine_vlb_uniform"]),
-    ("loss noise (std/mean): IS < uniform", noise_ratio[P.run("cosine_vlb_is").diffusion.label],
-     noise_ratio[P.run("cosine_vlb_uniform").diffusion.label]),
+    ("loss noise (std/mean): IS < uniform", noise_ratio[P.arm("cosine_vlb_is").label],
+     noise_ratio[P.arm("cosine_vlb_uniform").label]),
 ]
 if {"cosine_vlb_is", "cosine_hybrid"} <= set(fid):
     checks.append(("FID: L_hybrid < L_vlb + IS (cosine)", fid["cosine_hybrid"], fid["cosine_vlb_is"]))
@@ -569,17 +513,15 @@ display(plotting.metrics_table([{"paper's finding (a < b)": c, "a (ours)": a, "b
 # ## Provenance
 
 # %%
-prov = run.record({"chapter": "improved_ddpm", "train_s": round(sum(train_s.values()), 1),
-                   "bpd_s": round(bpd_s, 1), "sample_and_fid_s": round(sample_s, 1),
-                   "projected_total_s": round(cost["total_s"], 1)})
-display(Markdown(provenance.provenance_table(prov)))
-results = {"chapter": "improved_ddpm", "scale": P.scale, "T": P.T, "comparable": P.eval.comparable,
+results = {"chapter": "improved_ddpm", "scale": P.scale, "T": P.T, "comparable": P.comparable,
            "nll_bpd": bpd, "bpd_images": len(x_bpd), "fid": fid, "fid_samples": P.eval.num_samples,
            "fid_reference": ref_desc, "sample_steps": P.eval.sample_steps,
            "loss_noise": noise_rows, "skip": skip_rows, "fewer_steps": step_rows,
            "paper_checks": [{"finding": c, "a": a, "b": b, "same_direction": bool(a < b)} for c, a, b in checks],
-           "train_s": train_s, "provenance": prov}
-print("wrote", common.save_results("improved_ddpm", results))
+           "train_s": train_s}
+display(Markdown(provenance.provenance_table(finish_chapter(
+    run, "improved_ddpm", results, train_s=round(sum(train_s.values()), 1), bpd_s=round(bpd_s, 1),
+    sample_and_fid_s=round(sample_s, 1), projected_total_s=round(cost["total_s"], 1)))))
 
 # %% [markdown]
 # The chapter's headline for the [results page](../book/results.md): the paper's effect, measured here, is that
@@ -593,5 +535,5 @@ results["headline"] = headline(
     baseline=[bpd["linear_simple"]], method_name="cosine, L_hybrid", baseline_name="linear, L_simple",
     paper_value=PAPER_TABLE["cosine_hybrid"][0],
     paper_setting="Table 2, 500K steps, T=4000 [3rd-party transcription]",
-    comparable=P.eval.comparable)
-print("wrote", common.save_results("improved_ddpm", results))
+    comparable=P.comparable)
+print("wrote", save_results("improved_ddpm", results))

@@ -45,35 +45,28 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/lt-diffusion/lt-diffusion.git"], check=True)
 
 # %%
-import copy
 import dataclasses
 import inspect
-import time
 
 import torch
 from IPython.display import Markdown, display
 
 from lt_diffusion import metrics, plotting, provenance
-from lt_diffusion.classifier_train import accuracy_vs_t, default_eval_timesteps, train_noisy_classifier
-from lt_diffusion.data import GPUBatchLoader
+from lt_diffusion.classifier_train import NoisyClassifierLoss, accuracy_vs_t, default_eval_timesteps
+from lt_diffusion.data import CIFAR10_CLASSES
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.experiments import common
+from lt_diffusion.experiments import (DataSpec, Marks, build_diffusion, fid_reference, figures, finish_chapter, load_data,
+                                      make_sampler, sample_and_score, save_results, score_sweep, start_chapter,
+                                      train_model)
 from lt_diffusion.experiments.summary import headline
 from lt_diffusion.guidance import classifier_cond_fn
-from lt_diffusion.models import EncoderUNetModel, UNetModel, count_parameters
+from lt_diffusion.models import ABLATION_DESCRIPTIONS, UNetModel, ablation_configs, count_parameters
 from lt_diffusion.models.nn import ResBlock, norm_act
 from lt_diffusion.presets import get_preset
-from lt_diffusion.presets.adm import ABLATION_DESCRIPTIONS, ablation_configs
 from lt_diffusion.sampling import generate
-from lt_diffusion.train import Trainer
 
-P = get_preset("adm", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} ablation variants={len(P.ablation_variants)}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+P, run, device, SMOKE_LABEL, cost = start_chapter("adm", SCALE, SEED)
+DIFF = P.arm("guided").diffusion   # every model of the chapter shares this forward process
 
 # %% [markdown]
 # ## 1. The architecture changes
@@ -112,7 +105,8 @@ print(inspect.getsource(ablation_configs))
 # checked by CI.)
 
 # %% tags=["nbval-check-output"]
-book_cfgs = get_preset("adm", "book").ablation_configs()
+book_cfgs = {k.removeprefix("ablation_"): a.model for k, a in get_preset("adm", "book").arms.items()
+             if k.startswith("ablation_")}
 param_rows = [{"variant": k, "change": ABLATION_DESCRIPTIONS[k], "parameters (M)": count_parameters(UNetModel(c)) / 1e6}
               for k, c in book_cfgs.items()]
 print(plotting.metrics_table(param_rows, formats={"parameters (M)": ".3f"}))
@@ -128,86 +122,35 @@ print(plotting.metrics_table(param_rows, formats={"parameters (M)": ".3f"}))
 # The `book` run trains all eight rows of the parameter table (`smoke` only two). Budgets of seconds favour small,
 # cheap models; the ranking at ADM's budgets (hundreds of thousands of steps on ImageNet) can differ.
 
+# %% [markdown]
+# Each variant is one arm of the preset, trained in chunks of `train.log_every` steps; `Marks` is the callback that
+# snapshots the EMA weights at the two marks:
+
 # %%
-def fid_reference():
-    """FID reference (CIFAR-10 train) and the real features for precision/recall (k = 3)."""
-    real = common.load_train_images(P.pr_reference_images)
-    real_feats = metrics.compute_features(real.images, progress=False)
-    if P.eval.fid_reference_images is not None and P.eval.fid_reference_images == P.pr_reference_images:
-        ref = metrics.feature_stats(real_feats)   # smoke: the same small balanced subset
-    else:
-        ref = common.fid_reference_stats(P.eval.fid_reference, P.eval.fid_reference_images)
-    return ref, real_feats, real.classes
+print(inspect.getsource(Marks))
 
-
-REF, REAL_FEATS, CLASSES = fid_reference()
-train_data = common.load_train_images(P.ablation_train.num_train_images)
-print(f"reference: CIFAR-10 {P.eval.fid_reference} ({P.eval.fid_reference_images or 'all'} images); "
-      f"precision/recall against {len(REAL_FEATS)} train images; training on {len(train_data)} images")
-
-
-def score(images):
-    """FID, precision and recall of uint8 samples (N, 3, 32, 32). The Fréchet distance is the exact low-rank
-    form for N - 1 < 2048 samples (no 2048 x 2048 matrix square root)."""
-    feats = metrics.compute_features(images, progress=False)
-    prec, rec = metrics.precision_recall(REAL_FEATS, feats, k=3)
-    return {"FID": metrics.fid_features_to_stats(feats, REF.mu, REF.sigma), "precision": prec, "recall": rec}
-
-
-def sync():
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-# TODO(engine): common.train_model hides the Trainer, so it cannot snapshot at a wall-time mark; this loop
-# drives the same Trainer in chunks (a `train_model(..., until_seconds=...)` or callback would replace it).
-def train_to_marks(config, spec, steps_mark, seconds_mark, max_steps, seed=SEED, chunk=None):
-    """Train until both marks are passed; return {"steps": (ema, step, s), "time": (ema, step, s)}."""
-    model = common.build_model(config, P.diffusion, seed=seed)
-    loader = GPUBatchLoader(train_data, spec.batch_size, device=device, flip=spec.random_flip, seed=seed,
-                            channels_last=device.type == "cuda")
-    cfg = common.trainer_config(spec, steps=max_steps, seed=seed, device=device, log_every=10 ** 9)
-    trainer = Trainer(model, common.build_diffusion(P.diffusion), loader, cfg)
-    chunk = chunk or max(1, steps_mark // 24)
-    marks, elapsed = {}, 0.0
-    while len(marks) < 2 and trainer.step < max_steps:
-        sync()
-        t0 = time.perf_counter()
-        trainer.run(num_steps=chunk)
-        sync()
-        elapsed += time.perf_counter() - t0
-        snap = lambda: (copy.deepcopy(trainer.ema_model).eval(), trainer.step, elapsed)  # noqa: E731
-        if "steps" not in marks and trainer.step >= steps_mark:
-            marks["steps"] = snap()
-        if "time" not in marks and elapsed >= seconds_mark:
-            marks["time"] = snap()
-    marks.setdefault("time", (copy.deepcopy(trainer.ema_model).eval(), trainer.step, elapsed))  # step cap hit
-    return marks
-
-
-def ddim_samples(model, n, steps, labels=None, model_fn=None, cond_fn=None, method="ddim", seed=SEED):
-    sampler = common.make_sampler(P.diffusion, model, sample_steps=steps, method=method, model_fn=model_fn,
-                                  cond_fn=cond_fn)
-    return generate(sampler, n, min(P.eval.batch_size, n), labels=labels, seed=seed, progress=False)
-
-
+# %%
+REF = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images, pr_images=P.eval.pr_reference_images)
+print(f"reference: {REF.desc}; precision/recall against {len(REF.feats)} train images; training on "
+      f"{len(load_data(P.arm('guided').data))} images")
 # warm-up (CUDA context, cuDNN autotuning) so the first variant's clock is not charged for it
-train_to_marks(P.ablation_base, P.ablation_train, 2, 0.0, 2, chunk=2)
+warm = P.arm("ablation_baseline")
+train_model(dataclasses.replace(warm, train=dataclasses.replace(warm.train, steps=2)), seed=SEED, device=device)
 
 ablation_rows = []
-for name, config in P.ablation_configs().items():
-    marks = train_to_marks(config, P.ablation_train, P.ablation_train.steps, P.ablation_seconds,
-                           P.ablation_max_steps)
-    row = {"variant": name, "params (M)": count_parameters(marks["steps"][0]) / 1e6}
+for name in P.ablation_variants:
+    arm = P.arm(f"ablation_{name}")
+    marks = Marks(P.ablation_steps, P.ablation_seconds)
+    train_model(arm, seed=SEED, device=device, every=arm.train.log_every, on_chunk=marks)
+    row = {"variant": name, "params (M)": count_parameters(marks.snapshots["steps"][0]) / 1e6}
     fid_at_step = {}   # both marks on one snapshot (same step): same weights, same samples, one evaluation
     for mark in ("steps", "time"):   # fixed column order, whichever mark came first
-        ema, step, secs = marks[mark]
+        ema, step, secs = marks.snapshots[mark]
         if step not in fid_at_step:
-            imgs = ddim_samples(ema, P.ablation_eval.num_samples, P.ablation_eval.sample_steps)
-            fid_at_step[step] = score(imgs)["FID"]
-        row[f"FID @ equal {mark}"] = fid_at_step[step]
-        row[f"step @ {mark}"] = step
-        row[f"s @ {mark}"] = secs
+            sampler = make_sampler(DIFF, ema, sample_steps=P.ablation_eval.sample_steps, method="ddim")
+            fid_at_step[step] = sample_and_score(sampler, P.ablation_eval.num_samples, REF,
+                                                 batch_size=P.eval.batch_size, seed=SEED)[0]["FID"]
+        row.update({f"FID @ equal {mark}": fid_at_step[step], f"step @ {mark}": step, f"s @ {mark}": secs})
     ablation_rows.append(row)
     print(f"{name:>16}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in row.items() if k != "variant"))
@@ -276,24 +219,23 @@ print(inspect.getsource(GaussianDiffusion.condition_score))
 
 # %% [markdown]
 # *Question: are the two forms the same correction?* Put the DDIM form's $\hat\epsilon$ into the ancestral step: the
-# predicted $\hat x_0$ moves by $\sqrt{1-arlpha_t}\,s\,g\cdot\sqrt{1-arlpha_t}/\sqrt{arlpha_t}$, and the
-# posterior mean, whose $\hat x_0$ coefficient is $\sqrt{arlpha_{t-1}}eta_t/(1-arlpha_t)$, moves by
+# predicted $\hat x_0$ moves by $\sqrt{1-\bar\alpha_t}\,s\,g\cdot\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$, and the
+# posterior mean, whose $\hat x_0$ coefficient is $\sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)$, moves by
 #
 # $$
-# \Delta\mu_	ext{DDIM form} = 
-# rac{eta_t}{\sqrt{lpha_t}}\, s\, g
-# \qquad	ext{vs}\qquad \Delta\mu_	ext{ancestral} = \Sigma_t\, s\, g = eta_t\, s\, g \quad (\Sigma_t = eta_t),
+# \Delta\mu_\text{DDIM form} = \frac{\beta_t}{\sqrt{\alpha_t}}\, s\, g
+# \qquad\text{vs}\qquad \Delta\mu_\text{ancestral} = \Sigma_t\, s\, g = \beta_t\, s\, g \quad (\Sigma_t = \beta_t),
 # $$ (adm-forms-agree)
 #
-# so the two agree up to a factor $1/\sqrt{lpha_t} = 1 + O(eta_t)$: the same first-order correction, different
+# so the two agree up to a factor $1/\sqrt{\alpha_t} = 1 + O(\beta_t)$: the same first-order correction, different
 # only where a step is large. Below, both shifts come from the package's `condition_mean` and `condition_score`
 # on the respaced diffusion the samplers use, for a constant gradient $s\,g = 1$ (the shift does not depend on the
 # model; `eps_zero` only supplies a prediction, and $\hat x_0$ is not clipped so the shift stays linear):
 
 # %%
 # fixed Σ_t = β_t (L_simple's "fixed_large"), whatever the preset's objective
-spaced = common.build_diffusion(dataclasses.replace(P.diffusion, objective="simple"),
-                                timestep_respacing=P.eval.sample_steps, sigma_small=False)
+spaced = build_diffusion(dataclasses.replace(DIFF, loss="simple", learn_sigma=False),
+                         timestep_respacing=P.eval.sample_steps, sigma_small=False)
 x_probe = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
 eps_zero = lambda x, t, **kw: torch.zeros_like(x)   # noqa: E731 - any prediction gives the same shift
 unit_grad = lambda x, t, **kw: torch.ones_like(x)   # noqa: E731 - s * grad log p(y | x_t) = 1 everywhere
@@ -320,25 +262,21 @@ fig = plotting.curves(t_orig, shift, xlabel="t (original scale)", ylabel="mean s
 # *Question: how much does a classifier still know about the class at each noise level?* The guide must work on
 # $x_t$ for every $t$, so it is trained on forward-process samples: $t\sim\mathcal U\{0..T-1\}$,
 # $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$, cross-entropy on $y$. The classifier is ADM's
-# `EncoderUNetModel`: the UNet's encoder with attention pooling. The training function is generic over the label
+# `EncoderUNetModel`: the UNet's encoder with attention pooling. It is trained by the same `Trainer` as every
+# model of the book, with this objective in place of the diffusion's loss; the objective is generic over the label
 # (chapter 07 reuses it with minority levels):
 
 # %%
-print(inspect.getsource(train_noisy_classifier))
+print(inspect.getsource(NoisyClassifierLoss))
 
 # %%
-diffusion = common.build_diffusion(P.diffusion)
-clf_data = common.load_train_images(P.classifier_train.num_train_images)
-with torch.random.fork_rng(devices=[]):
-    torch.manual_seed(SEED)
-    classifier = EncoderUNetModel(P.classifier).to(device)
-ct = P.classifier_train
-clf_run = train_noisy_classifier(classifier, diffusion, clf_data, steps=ct.steps, batch_size=ct.batch_size,
-                                 lr=ct.lr, weight_decay=ct.weight_decay, random_flip=ct.random_flip,
-                                 bf16=ct.bf16, log_every=max(1, ct.steps // 50), seed=SEED)
-print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {clf_run.steps} steps in "
-      f"{clf_run.wall_s:.1f} s ({clf_run.images_per_s:.0f} img/s)")
-test = common.load_train_images(P.classifier_eval_images, split="test")
+diffusion = build_diffusion(DIFF)
+ct = P.arm("classifier").train
+with provenance.Stopwatch() as clf_timer:
+    classifier = train_model(P.arm("classifier"), seed=SEED, device=device).model
+print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {ct.steps} steps in "
+      f"{clf_timer.elapsed:.1f} s ({ct.steps * ct.batch_size / clf_timer.elapsed:.0f} img/s)")
+test = load_data(DataSpec(split="test", num_images=P.classifier_eval_images))
 acc = accuracy_vs_t(classifier, diffusion, test.images, test.labels,
                     timesteps=default_eval_timesteps(diffusion.num_timesteps, P.classifier_eval_timesteps),
                     batch_size=P.eval.batch_size)
@@ -359,18 +297,12 @@ fig = plotting.curves(acc["t"], {"test accuracy": acc["accuracy"], "chance": [0.
 # shares the weights, so its unconditional half saw only `p_uncond` of the updates.)
 
 # %%
-_, cond_model, hist = common.train_model(P.model, P.diffusion, P.train, seed=SEED,
-                                         trainer_kwargs={"p_uncond": P.p_uncond})
-print(f"conditional UNet: {count_parameters(cond_model) / 1e6:.2f} M parameters, {P.train.steps} steps, "
-      f"p_uncond={P.p_uncond}, final loss {hist[-1]['loss']:.4f}")
-NULL = P.model.num_classes
-
-
-def as_unconditional(model):
-    """The same network with the null label: an unconditional model (the guide still sees y)."""
-    def model_fn(x, t, y=None, **kw):
-        return model(x, t, y=torch.full((x.shape[0],), NULL, dtype=torch.long, device=x.device), **kw)
-    return model_fn
+guided = P.arm("guided")
+trained = train_model(guided, seed=SEED, device=device)
+cond_model, hist = trained.ema, trained.history
+print(f"conditional UNet: {count_parameters(cond_model) / 1e6:.2f} M parameters, {guided.train.steps} steps, "
+      f"p_uncond={guided.train.p_uncond}, final loss {hist[-1]['loss']:.4f}")
+NULL = guided.model.num_classes   # the null label: `make_sampler(..., unconditional=True)` gives it to the model
 
 
 # %% [markdown]
@@ -397,16 +329,14 @@ arms = [("unconditional", "ddim", P.guidance_scales_uncond), ("conditional", "dd
         ("unconditional", "ancestral", P.ancestral_scales)]
 sweep_rows = []
 for kind, form, scales in arms:
-    for s in scales:
-        cond_fn = classifier_cond_fn(classifier, scale=s) if s > 0 else None
-        model_fn = as_unconditional(cond_model) if kind == "unconditional" else None
-        steps = P.eval.sample_steps if form == "ddim" else P.ancestral_steps
-        imgs = ddim_samples(cond_model, P.eval.num_samples, steps, labels=labels, model_fn=model_fn,
-                            cond_fn=cond_fn, method=form)
-        row = {"model": kind, "form": f"{form} {steps}", "scale s": s, **score(imgs)}
-        sweep_rows.append(row)
-        print(f"{kind:>13} {row['form']:>13} s={s:<5} FID={row['FID']:.2f} precision={row['precision']:.3f} "
-              f"recall={row['recall']:.3f}{SMOKE_LABEL}")
+    steps = P.eval.sample_steps if form == "ddim" else P.ancestral_steps
+    samplers = {s: make_sampler(DIFF, cond_model, sample_steps=steps, method=form, unconditional=kind == "unconditional",
+                                cond_fn=classifier_cond_fn(classifier, scale=s) if s > 0 else None) for s in scales}
+    for r in score_sweep(samplers, P.eval.num_samples, REF, key="scale s", batch_size=P.eval.batch_size,
+                         labels=labels, seed=SEED, metrics=("fid", "pr")):
+        sweep_rows.append({"model": kind, "form": f"{form} {steps}", **r})
+        print(f"{kind:>13} {form + ' ' + str(steps):>13} s={r['scale s']:<5} FID={r['FID']:.2f} "
+              f"precision={r['precision']:.3f} recall={r['recall']:.3f}{SMOKE_LABEL}")
 
 # %%
 display(plotting.metrics_table(sweep_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
@@ -415,12 +345,7 @@ for r in sweep_rows:
     by_arm.setdefault(f"{r['model']}, {r['form']}", []).append(r)
 by_kind = {k: [r for r in sweep_rows if r["model"] == k and r["form"].startswith("ddim")]
            for k in ("unconditional", "conditional")}
-fig = plotting.curves(None, {k: ([r["scale s"] for r in v], [r["FID"] for r in v]) for k, v in by_arm.items()},
-                      xlabel="classifier scale s", ylabel="FID", markers=True,
-                      title=f"FID vs classifier scale{SMOKE_LABEL}")
-fig = plotting.curves(None, {k: ([r["recall"] for r in v], [r["precision"] for r in v]) for k, v in by_arm.items()},
-                      xlabel="recall (diversity)", ylabel="precision (fidelity)", markers=True,
-                      title=f"precision vs recall along the scale sweep{SMOKE_LABEL}")
+fig = figures.sweep_figure(by_arm, "scale s", "classifier scale s", SMOKE_LABEL)
 
 # %% [markdown]
 # ## 7. What guidance does to one class
@@ -432,20 +357,19 @@ fig = plotting.curves(None, {k: ([r["recall"] for r in v], [r["precision"] for r
 # %%
 c = P.grid_class
 n_grid = P.eval.grid
-rows = {}
-for s in P.grid_scales:
-    cond_fn = classifier_cond_fn(classifier, scale=s) if s > 0 else None
-    rows[f"s={s:g}"] = ddim_samples(cond_model, n_grid, P.eval.sample_steps, labels=c,
-                                    model_fn=as_unconditional(cond_model), cond_fn=cond_fn)
-fig = plotting.image_rows(rows, title=f"class '{CLASSES[c]}', unconditional model + classifier guidance (DDIM)")
+rows = {f"s={s:g}": generate(make_sampler(DIFF, cond_model, sample_steps=P.eval.sample_steps, method="ddim",
+                                          unconditional=True,
+                                          cond_fn=classifier_cond_fn(classifier, scale=s) if s > 0 else None),
+                             n_grid, min(P.eval.batch_size, n_grid), labels=c, seed=SEED, progress=False)
+        for s in P.grid_scales}
+fig = plotting.image_rows(rows, title=f"class '{CIFAR10_CLASSES[c]}', unconditional model + classifier guidance (DDIM)")
 
 s_max = max(P.grid_scales)
-forms = {
-    f"DDIM {P.eval.sample_steps} steps": rows[f"s={s_max:g}"],   # the grid's last row: same call, same seed
-    f"ancestral {P.ancestral_steps} steps": ddim_samples(
-        cond_model, n_grid, P.ancestral_steps, labels=c, model_fn=as_unconditional(cond_model),
-        cond_fn=classifier_cond_fn(classifier, scale=s_max), method="ancestral"),
-}
+ancestral = make_sampler(DIFF, cond_model, sample_steps=P.ancestral_steps, unconditional=True,
+                         cond_fn=classifier_cond_fn(classifier, scale=s_max))
+forms = {f"DDIM {P.eval.sample_steps} steps": rows[f"s={s_max:g}"],   # the grid's last row: same call, same seed
+         f"ancestral {P.ancestral_steps} steps": generate(ancestral, n_grid, min(P.eval.batch_size, n_grid), labels=c,
+                                                         seed=SEED, progress=False)}
 fig = plotting.image_rows(forms, title=f"s={s_max:g}: the two forms of classifier guidance")
 
 # %% [markdown]
@@ -492,23 +416,14 @@ for r in (r for r in sweep_rows if r["form"].startswith("ancestral")):
 # ## Provenance
 
 # %%
-results = {
-    "scale": P.scale,
-    "comparable": P.eval.comparable,
-    "ablation": ablation_rows,
-    "ablation_fid_samples": P.ablation_eval.num_samples,
-    "classifier_accuracy_vs_t": acc,
-    "classifier_train": {"steps": clf_run.steps, "wall_s": clf_run.wall_s, "images_per_s": clf_run.images_per_s},
-    "guidance_sweep": sweep_rows,
-    "guidance_forms_shift_ratio": {"t": [int(v) for v in t_orig], "ratio": ratio.tolist()},
-    "fid_samples": P.eval.num_samples,
-    "sample_steps": P.eval.sample_steps,
-    "fid_reference": f"cifar10-{P.eval.fid_reference}-{P.eval.fid_reference_images or 'full'}",
-}
-prov = run.record({"chapter": "adm", "projected_h100_s": round(cost["total_s"])})
-results["provenance"] = prov
-display(Markdown(provenance.provenance_table(prov)))
-print(common.save_results("adm", results))
+results = {"scale": P.scale, "comparable": P.comparable, "ablation": ablation_rows,
+           "ablation_fid_samples": P.ablation_eval.num_samples, "classifier_accuracy_vs_t": acc,
+           "classifier_train": {"steps": ct.steps, "wall_s": clf_timer.elapsed}, "guidance_sweep": sweep_rows,
+           "guidance_forms_shift_ratio": {"t": [int(v) for v in t_orig], "ratio": ratio.tolist()},
+           "fid_samples": P.eval.num_samples, "sample_steps": P.eval.sample_steps,
+           "fid_reference": f"cifar10-{P.eval.fid_reference}-{P.eval.fid_reference_images or 'full'}"}
+display(Markdown(provenance.provenance_table(finish_chapter(run, "adm", results,
+                                                            projected_h100_s=round(cost["total_s"])))))
 
 # %% [markdown]
 # The chapter's headline for the [results page](../book/results.md): the paper's effect, measured here, is that
@@ -522,5 +437,5 @@ results["headline"] = headline(
     f"precision, conditional model, DDIM, s={top['scale s']:g}", top["precision"],
     claim="classifier guidance raises precision (fidelity)", lower_is_better=False,
     method=[top["precision"]], baseline=[unguided["precision"]], method_name=f"s={top['scale s']:g}",
-    baseline_name=f"s={unguided['scale s']:g}", comparable=P.eval.comparable)
-print("wrote", common.save_results("adm", results))
+    baseline_name=f"s={unguided['scale s']:g}", comparable=P.comparable)
+print("wrote", save_results("adm", results))

@@ -48,28 +48,24 @@ if "google.colab" in sys.modules:
 import inspect
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from lt_diffusion import metrics, plotting, provenance, toy2d
-from lt_diffusion.classifier_train import train_noisy_classifier
-from lt_diffusion.experiments import common
+from lt_diffusion import plotting, provenance, toy2d
+from lt_diffusion.data import CIFAR10_CLASSES
+from lt_diffusion.experiments import (DiffusionSpec, build_diffusion, fid_reference, figures, finish_chapter,
+                                      make_sampler, save_results, score_sweep, seconds_per_sample, start_chapter,
+                                      train_model)
 from lt_diffusion.experiments.summary import headline
-from lt_diffusion.experiments.common import DiffusionSpec
 from lt_diffusion.guidance import cfg_model_fn, classifier_cond_fn
-from lt_diffusion.models import EncoderUNetModel, count_parameters
-from lt_diffusion.presets import get_preset
+from lt_diffusion.models import count_parameters
 from lt_diffusion.sampling import generate
 
-P = get_preset("cfg", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} p_uncond={P.p_unconds} w={P.ws}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+P, run, device, SMOKE_LABEL, cost = start_chapter("cfg", SCALE, SEED)
+MODELS = {a.train.p_uncond: a for a in P.arms.values() if a.kind == "denoiser"}   # p_uncond -> arm
+DIFF = P.arm("classifier").diffusion   # every model of the chapter shares this forward process
+print(f"p_uncond={tuple(MODELS)} w={P.ws}")
 
 # %% [markdown]
 # ## 1. The implicit classifier
@@ -130,9 +126,9 @@ print(inspect.getsource(Trainer._drop_labels))
 T = P.toy
 mix = toy2d.three_class_mixture(radius=T.radius, std=T.std)
 NULL_TOY = mix.num_classes
-toy_spec = DiffusionSpec(steps=T.steps, noise_schedule="cosine", objective="simple")
-toy_train_diffusion = common.build_diffusion(toy_spec)
-toy_sampler = common.build_diffusion(toy_spec, timestep_respacing=f"ddim{T.sample_steps}")
+toy_spec = DiffusionSpec(steps=T.steps, noise_schedule="cosine")
+toy_train_diffusion = build_diffusion(toy_spec)
+toy_sampler = build_diffusion(toy_spec, timestep_respacing=f"ddim{T.sample_steps}")
 exact = toy2d.ExactEpsModel(mix, toy_train_diffusion.alphas_cumprod, timestep_scale=1000.0 / T.steps)
 
 g = torch.Generator().manual_seed(0)
@@ -175,20 +171,14 @@ print(f"MLP denoiser: {count_parameters(net)} parameters, {T.mlp_steps} steps in
       f"(CPU), final loss {np.mean(toy_losses[-50:]):.4f}")
 
 
-def toy_samples(model, w, n_per_class, seed=SEED):
-    labels = torch.arange(3).repeat_interleave(n_per_class)
-    fn = cfg_model_fn(model, w, null_label=NULL_TOY) if w != 0 else model
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x0 = toy_sampler.ddim_sample_loop(fn, (labels.shape[0], 2), clip_denoised=False,
-                                          model_kwargs={"y": labels}, generator=gen, device="cpu")
-    return x0, labels
-
-
 toy_stats, toy_draws = [], {}
+labels = torch.arange(3).repeat_interleave(T.samples_per_class)
 for name, model in (("exact eps*", exact), ("MLP", net)):
-    for w in T.ws:
-        x0, labels = toy_samples(model, w, T.samples_per_class)
+    for w in T.ws:   # the package's DDIM loop with cfg_model_fn, the same noise for every w
+        with torch.no_grad():
+            x0 = toy_sampler.ddim_sample_loop(cfg_model_fn(model, w, null_label=NULL_TOY) if w != 0 else model,
+                                              (len(labels), 2), clip_denoised=False, model_kwargs={"y": labels},
+                                              generator=torch.Generator().manual_seed(SEED), device="cpu")
         toy_draws[(name, w)] = (x0, labels)
         toy_stats.append({"denoiser": name, "w": w, **toy2d.guided_sample_stats(mix, x0, labels)})
 display(plotting.metrics_table(toy_stats, formats={"class_accuracy": ".3f", "mean_p_y": ".3f", "spread": ".3f",
@@ -200,23 +190,7 @@ display(plotting.metrics_table(toy_stats, formats={"class_accuracy": ".3f", "mea
 # separate and sharpen as $w$ grows, and the samples leave the overlap regions.
 
 # %%
-plotting.set_style()
-colors = plotting.PALETTE[:3]
-fig, axes = plt.subplots(2, len(T.ws), figsize=(3.0 * len(T.ws), 6.2), squeeze=False, sharex=True, sharey=True)
-for j, w in enumerate(T.ws):
-    for i, name in enumerate(("exact eps*", "MLP")):
-        ax = axes[i, j]
-        for c in range(3):
-            xs, ys, dens = toy2d.density_grid(mix, y=c, w=w, lim=2.8, n=121)
-            ax.contour(xs, ys, dens, levels=4, colors=[colors[c]], linewidths=0.7, alpha=0.8)
-            x0, labels = toy_draws[(name, w)]
-            pts = x0[labels == c].numpy()
-            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[c], alpha=0.4)
-        ax.set_title(f"{name}, w={w:g} (g={1 + w:g})", fontsize=9)
-        ax.set_xlim(-2.8, 2.8)
-        ax.set_ylim(-2.8, 2.8)
-        ax.set_aspect("equal")
-fig.tight_layout()
+fig = figures.toy_guidance_grid(mix, toy_draws, T.ws, ("exact eps*", "MLP"))
 
 # %% [markdown]
 # ## 3. CFG on CIFAR-10: training with the null label
@@ -228,35 +202,14 @@ fig.tight_layout()
 # Inception weights have no classifier layer; chapter 03.)
 
 # %%
-real = common.load_train_images(P.pr_reference_images)
-REAL_FEATS = metrics.compute_features(real.images, progress=False)
-CLASSES = real.classes
-if P.eval.fid_reference_images is not None and P.eval.fid_reference_images == P.pr_reference_images:
-    REF = metrics.feature_stats(REAL_FEATS)  # smoke: the same small balanced subset
-else:
-    REF = common.fid_reference_stats(P.eval.fid_reference, P.eval.fid_reference_images)
-NULL = P.model.num_classes
-
-
-def score(images):
-    """FID (exact low-rank form for N - 1 < 2048 samples), precision and recall of uint8 samples."""
-    feats = metrics.compute_features(images, progress=False)
-    prec, rec = metrics.precision_recall(REAL_FEATS, feats, k=3)
-    return {"FID": metrics.fid_features_to_stats(feats, REF.mu, REF.sigma), "precision": prec, "recall": rec}
-
-
-def draw(model, n, labels, model_fn=None, cond_fn=None, seed=SEED, steps=None):
-    sampler = common.make_sampler(P.diffusion, model, sample_steps=steps or P.eval.sample_steps, method="ddim",
-                                  model_fn=model_fn, cond_fn=cond_fn)
-    return generate(sampler, n, min(P.eval.batch_size, n), labels=labels, seed=seed, progress=False)
-
-
+REF = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images, pr_images=P.eval.pr_reference_images)
+NULL = MODELS[next(iter(MODELS))].model.num_classes   # the null label (the last row of the label table)
 models, train_hist = {}, {}
-for p in P.p_unconds:
-    _, ema, hist = common.train_model(P.model, P.diffusion, P.train, seed=SEED, trainer_kwargs={"p_uncond": p})
-    models[p], train_hist[p] = ema, hist
-    print(f"p_uncond={p}: {count_parameters(ema) / 1e6:.2f} M parameters, {P.train.steps} steps, "
-          f"final loss {hist[-1]['loss']:.4f}")
+for p, arm in MODELS.items():
+    trained = train_model(arm, seed=SEED, device=device)
+    models[p], train_hist[p] = trained.ema, trained.history
+    print(f"p_uncond={p}: {count_parameters(trained.ema) / 1e6:.2f} M parameters, {arm.train.steps} steps, "
+          f"final loss {trained.history[-1]['loss']:.4f}")
 
 # %% [markdown]
 # *Question: does the guided $\tilde\epsilon$ really cost one forward pass per step?* A forward hook on the trained
@@ -264,12 +217,13 @@ for p in P.p_unconds:
 # wrapper is compared with {eq}`cfg-eps` from two separate forward passes.
 
 # %%
-base_p = P.p_unconds[0]
+base_p = next(iter(MODELS))
 base = models[base_p]
 calls = []
 hook = base.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
 try:
-    draw(base, 4, torch.arange(4) % NULL, model_fn=cfg_model_fn(base, P.grid_w, null_label=NULL))
+    generate(make_sampler(DIFF, base, sample_steps=P.eval.sample_steps, method="ddim", guidance_scale=P.grid_w), 4, 4,
+             labels=torch.arange(4) % NULL, seed=SEED, progress=False)
 finally:
     hook.remove()
 print(f"{len(calls)} UNet calls for {P.eval.sample_steps} DDIM steps, batch sizes {sorted(set(calls))} "
@@ -290,28 +244,22 @@ print(f"one batched forward == (1+w) eps(x, c) - w eps(x, null) from two forward
 
 # %%
 labels = torch.arange(P.eval.num_samples) % NULL
+sweep = dict(batch_size=P.eval.batch_size, labels=labels, seed=SEED, metrics=("fid", "pr"))
 cfg_rows = []
-for p, model in models.items():
-    for w in P.ws:
-        fn = cfg_model_fn(model, w, null_label=NULL) if w != 0 else None
-        row = {"method": f"CFG p_uncond={p}", "p_uncond": p, "w": w, "g = 1+w": 1 + w,
-               **score(draw(model, P.eval.num_samples, labels, model_fn=fn))}
-        cfg_rows.append(row)
-        print(f"p_uncond={p} w={w:<4g} FID={row['FID']:.2f} precision={row['precision']:.3f} "
-              f"recall={row['recall']:.3f}{SMOKE_LABEL}")
+for p, model in models.items():   # w = 0: the plain conditional model, one forward per step
+    samplers = {w: make_sampler(DIFF, model, sample_steps=P.eval.sample_steps, method="ddim",
+                                guidance_scale=w if w != 0 else None) for w in P.ws}
+    for r in score_sweep(samplers, P.eval.num_samples, REF, key="w", **sweep):
+        w = r.pop("w")
+        cfg_rows.append({"method": f"CFG p_uncond={p}", "p_uncond": p, "w": w, "g = 1+w": 1 + w, **r})
+        print(f"p_uncond={p} w={w:<4g} FID={r['FID']:.2f} precision={r['precision']:.3f} "
+              f"recall={r['recall']:.3f}{SMOKE_LABEL}")
 
 # %%
 display(plotting.metrics_table(cfg_rows, columns=["p_uncond", "w", "g = 1+w", "FID", "precision", "recall"],
                                formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-by_p = {f"p_uncond={p}": [r for r in cfg_rows if r["p_uncond"] == p] for p in P.p_unconds}
-plotting.curves(None, {k: ([r["w"] for r in v], [r["FID"] for r in v]) for k, v in by_p.items()},
-                xlabel="guidance strength w", ylabel="FID", markers=True, ax=axes[0],
-                title=f"FID vs w{SMOKE_LABEL}")
-plotting.curves(None, {k: ([r["recall"] for r in v], [r["precision"] for r in v]) for k, v in by_p.items()},
-                xlabel="recall (diversity)", ylabel="precision (fidelity)", markers=True, ax=axes[1],
-                title=f"precision vs recall along w{SMOKE_LABEL}")
-fig.tight_layout()
+by_p = {f"p_uncond={p}": [r for r in cfg_rows if r["p_uncond"] == p] for p in MODELS}
+fig = figures.sweep_figure(by_p, "w", "guidance strength w", SMOKE_LABEL)
 
 # %% [markdown]
 # *Question: what do guided samples of each class look like?* One row per class at $w=$ `grid_w`
@@ -320,8 +268,9 @@ fig.tight_layout()
 # %%
 k = P.samples_per_class_grid
 grid_labels = torch.arange(NULL).repeat_interleave(k)
-imgs = draw(base, NULL * k, grid_labels, model_fn=cfg_model_fn(base, P.grid_w, null_label=NULL))
-fig = plotting.image_rows({CLASSES[c]: imgs[c * k:(c + 1) * k] for c in range(NULL)},
+imgs = generate(make_sampler(DIFF, base, sample_steps=P.eval.sample_steps, method="ddim", guidance_scale=P.grid_w),
+               NULL * k, min(P.eval.batch_size, NULL * k), labels=grid_labels, seed=SEED, progress=False)
+fig = plotting.image_rows({CIFAR10_CLASSES[c]: imgs[c * k:(c + 1) * k] for c in range(NULL)},
                           title=f"CFG w={P.grid_w:g} (g={1 + P.grid_w:g}), p_uncond={base_p}")
 
 # %% [markdown]
@@ -332,42 +281,29 @@ fig = plotting.image_rows({CLASSES[c]: imgs[c * k:(c + 1) * k] for c in range(NU
 # $p_\text{uncond}=$ `p_unconds[0]` with it (the label goes to the model and to the classifier).
 
 # %%
-diffusion = common.build_diffusion(P.diffusion)
-with torch.random.fork_rng(devices=[]):
-    torch.manual_seed(SEED)
-    classifier = EncoderUNetModel(P.classifier).to(device)
-ct = P.classifier_train
-clf_run = train_noisy_classifier(classifier, diffusion, common.load_train_images(ct.num_train_images),
-                                 steps=ct.steps, batch_size=ct.batch_size, lr=ct.lr, weight_decay=ct.weight_decay,
-                                 random_flip=ct.random_flip, bf16=ct.bf16, seed=SEED)
-print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {clf_run.steps} steps in "
-      f"{clf_run.wall_s:.1f} s; training cost relative to one diffusion model: "
-      f"{clf_run.steps * ct.batch_size / (P.train.steps * P.train.batch_size):.2f}x the images")
+ct, bt = P.arm("classifier").train, MODELS[base_p].train
+with provenance.Stopwatch() as timer:
+    classifier = train_model(P.arm("classifier"), seed=SEED, device=device).model
+print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {ct.steps} steps in "
+      f"{timer.elapsed:.1f} s; training cost relative to one diffusion model: "
+      f"{ct.steps * ct.batch_size / (bt.steps * bt.batch_size):.2f}x the images")
 
 cfg_w0 = next(r for r in cfg_rows if r["p_uncond"] == base_p and r["w"] == 0)
-cg_rows = []
-for s in P.classifier_scales:
-    if s == 0:   # no guidance: the same call as CFG w = 0 on this model (same seed), so the same samples
-        scored = {k: cfg_w0[k] for k in ("FID", "precision", "recall")}
-    else:
-        scored = score(draw(base, P.eval.num_samples, labels, cond_fn=classifier_cond_fn(classifier, scale=s)))
-    row = {"method": "classifier guidance", "s": s, **scored}
-    cg_rows.append(row)
-    print(f"classifier guidance s={s:<4g} FID={row['FID']:.2f} precision={row['precision']:.3f} "
+guided = score_sweep({s: make_sampler(DIFF, base, sample_steps=P.eval.sample_steps, method="ddim",
+                                      cond_fn=classifier_cond_fn(classifier, scale=s))
+                      for s in P.classifier_scales if s > 0}, P.eval.num_samples, REF, key="s", **sweep)
+# s = 0 is no guidance: the same call as CFG w = 0 on this model (same seed), so the same samples
+cg_rows = [{"s": 0.0, **{k: cfg_w0[k] for k in ("FID", "precision", "recall")}}] if 0.0 in P.classifier_scales else []
+cg_rows = [{"method": "classifier guidance", **r} for r in cg_rows + guided]
+for row in cg_rows:
+    print(f"classifier guidance s={row['s']:<4g} FID={row['FID']:.2f} precision={row['precision']:.3f} "
           f"recall={row['recall']:.3f}{SMOKE_LABEL}")
 
 # %%
 cfg_base = by_p[f"p_uncond={base_p}"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-plotting.curves(None, {"CFG (x: w)": ([r["w"] for r in cfg_base], [r["FID"] for r in cfg_base]),
-                       "classifier guidance (x: s)": ([r["s"] for r in cg_rows], [r["FID"] for r in cg_rows])},
-                xlabel="guidance strength (w or s)", ylabel="FID", markers=True, ax=axes[0],
-                title=f"FID vs strength{SMOKE_LABEL}")
-plotting.curves(None, {"CFG": ([r["recall"] for r in cfg_base], [r["precision"] for r in cfg_base]),
-                       "classifier guidance": ([r["recall"] for r in cg_rows], [r["precision"] for r in cg_rows])},
-                xlabel="recall (diversity)", ylabel="precision (fidelity)", markers=True, ax=axes[1],
-                title=f"the two trade-off curves{SMOKE_LABEL}")
-fig.tight_layout()
+fig = figures.sweep_figure({"CFG (x: w)": cfg_base, "classifier guidance (x: s)": cg_rows},
+                           {"CFG (x: w)": "w", "classifier guidance (x: s)": "s"}, "guidance strength (w or s)",
+                           SMOKE_LABEL)
 
 # %% [markdown]
 # The strengths $w$ and $s$ are not on a common scale, so the fair comparison is the right panel: which curve
@@ -375,31 +311,15 @@ fig.tight_layout()
 # `cost_steps` DDIM steps (after a warm-up call; the cost grows linearly with the number of steps):
 
 # %%
-COST_STEPS = P.cost_steps or P.eval.sample_steps
-
-
-def timed(fn, n, labels):
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    draw(base, min(n, 4), labels[:min(n, 4)], model_fn=fn[0], cond_fn=fn[1], steps=COST_STEPS)   # warm-up
-    sync()
-    t0 = time.perf_counter()
-    draw(base, n, labels[:n], model_fn=fn[0], cond_fn=fn[1], steps=COST_STEPS)
-    sync()
-    return (time.perf_counter() - t0) / n
-
-
-n_cost = P.cost_batch
-cost_labels = torch.arange(n_cost) % NULL
-s_cost = max(P.classifier_scales)
-cost_rows = [
-    {"method": "conditional, no guidance", "network evaluations / step": "1 UNet forward (B)",
-     "s / image": timed((None, None), n_cost, cost_labels)},
-    {"method": f"CFG w={P.grid_w:g}", "network evaluations / step": "1 UNet forward on 2B",
-     "s / image": timed((cfg_model_fn(base, P.grid_w, null_label=NULL), None), n_cost, cost_labels)},
-    {"method": f"classifier guidance s={s_cost:g}",
-     "network evaluations / step": "1 UNet forward + classifier forward and backward (B)",
-     "s / image": timed((None, classifier_cond_fn(classifier, scale=s_cost)), n_cost, cost_labels)},
-]
+n_cost, s_cost, COST_STEPS = P.cost_batch, max(P.classifier_scales), P.cost_steps
+timed = {"conditional, no guidance": ("1 UNet forward (B)", {}),
+         f"CFG w={P.grid_w:g}": ("1 UNet forward on 2B", {"guidance_scale": P.grid_w}),
+         f"classifier guidance s={s_cost:g}": ("1 UNet forward + classifier forward and backward (B)",
+                                               {"cond_fn": classifier_cond_fn(classifier, scale=s_cost)})}
+cost_rows = [{"method": name, "network evaluations / step": evals,
+              "s / image": seconds_per_sample(make_sampler(DIFF, base, sample_steps=COST_STEPS, method="ddim", **kw),
+                                              n_cost, labels=torch.arange(n_cost) % NULL)}
+             for name, (evals, kw) in timed.items()]
 for r in cost_rows:
     r["relative"] = r["s / image"] / cost_rows[0]["s / image"]
 display(plotting.metrics_table(cost_rows, formats={"s / image": ".2e", "relative": ".2f"}))
@@ -417,7 +337,7 @@ print(f"{COST_STEPS} DDIM steps, batch {n_cost}, device {device}{SMOKE_LABEL}")
 # %%
 best = min(cfg_rows, key=lambda r: r["FID"])
 best_cg = min(cg_rows, key=lambda r: r["FID"])
-w0 = [r for r in cfg_rows if r["p_uncond"] == base_p and r["w"] == 0][0]
+w0 = cfg_w0
 final_rows = [
     {"setting": "CFG, ImageNet 128×128 (third-party aggregator; w not stated)", "FID": 2.43},
     {"setting": f"ours ({P.scale}), conditional w=0, p_uncond={base_p}", "FID": w0["FID"],
@@ -435,23 +355,12 @@ print(f"FID on {P.eval.num_samples} samples, {P.eval.sample_steps} DDIM steps, a
 # ## Provenance
 
 # %%
-results = {
-    "scale": P.scale,
-    "comparable": P.eval.comparable,
-    "toy_exact_tilted": toy_rows,
-    "toy_sampled": toy_stats,
-    "cfg_sweep": cfg_rows,
-    "classifier_guidance_sweep": cg_rows,
-    "cost_per_image": cost_rows,
-    "cost_steps": COST_STEPS,
-    "fid_samples": P.eval.num_samples,
-    "sample_steps": P.eval.sample_steps,
-    "convention": "w (Ho & Salimans): eps = (1+w) eps_c - w eps_u; g = 1 + w",
-}
-prov = run.record({"chapter": "cfg", "projected_h100_s": round(cost["total_s"])})
-results["provenance"] = prov
-display(Markdown(provenance.provenance_table(prov)))
-print(common.save_results("cfg", results))
+results = {"scale": P.scale, "comparable": P.comparable, "toy_exact_tilted": toy_rows, "toy_sampled": toy_stats,
+           "cfg_sweep": cfg_rows, "classifier_guidance_sweep": cg_rows, "cost_per_image": cost_rows,
+           "cost_steps": COST_STEPS, "fid_samples": P.eval.num_samples, "sample_steps": P.eval.sample_steps,
+           "convention": "w (Ho & Salimans): eps = (1+w) eps_c - w eps_u; g = 1 + w"}
+display(Markdown(provenance.provenance_table(finish_chapter(run, "cfg", results,
+                                                            projected_h100_s=round(cost["total_s"])))))
 
 # %% [markdown]
 # The chapter's headline for the [results page](../book/results.md): the paper's effect, measured here, is that a
@@ -459,11 +368,11 @@ print(common.save_results("cfg", results))
 # w of the sweep against w = 0, for the first p_uncond (one seed). The paper reports ImageNet only.
 
 # %%
-p0 = P.p_unconds[0]
+p0 = base_p
 arm = [r for r in cfg_rows if r["p_uncond"] == p0]
 best, unguided = min((r for r in arm if r["w"] > 0), key=lambda r: r["FID"]), next(r for r in arm if r["w"] == 0)
 results["headline"] = headline(
     f"best FID over w > 0 (p_uncond={p0:g}, w={best['w']:g})", best["FID"],
     claim="CFG at moderate w lowers FID below the unguided model", method=[best["FID"]],
-    baseline=[unguided["FID"]], method_name=f"w={best['w']:g}", baseline_name="w=0", comparable=P.eval.comparable)
-print("wrote", common.save_results("cfg", results))
+    baseline=[unguided["FID"]], method_name=f"w={best['w']:g}", baseline_name="w=0", comparable=P.comparable)
+print("wrote", save_results("cfg", results))

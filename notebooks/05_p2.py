@@ -43,33 +43,25 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/lt-diffusion/lt-diffusion.git"], check=True)
 
 # %%
+import dataclasses
 import difflib
 import inspect
-import tempfile
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from lt_diffusion import longtail, plotting, provenance
-from lt_diffusion.data import GPUBatchLoader, balanced_subset
+from lt_diffusion import plotting, provenance
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.experiments import common
-from lt_diffusion.metrics import compute_features, feature_stats, fid_features_to_stats, fid_from_stats
-from lt_diffusion.presets import get_preset
-from lt_diffusion.sampling import generate
+from lt_diffusion.experiments import (DataSpec, ScoreCurve, build_diffusion, fid_reference, figures, finish_chapter,
+                                      highpass_energy, load_data, make_sampler, one_step_reconstructions,
+                                      sample_and_score, start_chapter, train_model)
 from lt_diffusion.schedules import get_named_beta_schedule
-from lt_diffusion.train import Trainer
 from lt_diffusion.weighting import P2Weight, p2_lambda_t, snr
 
-P = get_preset("p2", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} arms={len(P.arms)} steps/arm={P.train.steps} batch={P.train.batch_size}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+P, run, device, SMOKE_LABEL, cost = start_chapter("p2", SCALE, SEED)
+BASE, P2 = P.arm("baseline"), P.arm("p2")   # every arm has BASE's recipe; only the weight, data, attention differ
+print(f"steps/arm={BASE.train.steps} batch={BASE.train.batch_size}")
 
 # %% [markdown]
 # ## 1. From the bound to $\mathcal{L}_\text{simple}$: the implicit weight $\lambda_t$
@@ -150,38 +142,21 @@ for i, line in enumerate(src):
         print(f"{i:3d} {line}")
 
 # %% [markdown]
-# Seen as a patch, this is what P2 adds to a DDPM engine whose loss is the plain $\epsilon$-MSE: the unified
-# diff below is computed from the package source, between the engine's $\epsilon$-MSE lines and the same lines
-# with the hook's `if` branch removed (the `else` branch is the DDPM loss). Everything else, the weight itself,
-# lives outside the engine in `P2Weight`.
+# Seen as a patch, the difference between a baseline run and a P2 run is one field of the run's specification,
+# and one hook of the engine object built from it. Both diffs are computed from the objects the experiments use:
+# first the two arms' `DiffusionSpec`, then the configuration read back from the two engine diffusions. Everything
+# else, the weight itself, lives outside the engine in `P2Weight`.
 
 # %%
-hook_start = next(i for i, line in enumerate(src) if "if self.loss_weight is not None" in line)
-hook_else = next(i for i in range(hook_start, len(src)) if src[i].strip() == "else:")
-indent = len(src[hook_start]) - len(src[hook_start].lstrip())
-window = slice(hook_start - 2, hook_else + 3)   # the ε-MSE line, the hook, the DDPM branch, the total
-with_hook = src[window]
-without_hook = src[hook_start - 2:hook_start] + [" " * indent + src[hook_else + 1].strip()] + src[hook_else + 2:hook_else + 3]
-print("\n".join(difflib.unified_diff(without_hook, with_hook, "DDPM engine (L_simple)", "engine with the P2 hook",
-                                     lineterm="", n=2)))
-
-# %% [markdown]
-# The difference between a baseline run and a P2 run is therefore one argument. The second diff is computed
-# from the two engine diffusions the experiments build (their configuration, read back from the objects):
-
-# %%
-def describe(diffusion):
-    """The configuration of an engine diffusion, one attribute per line (read back from the object)."""
-    return [f"num_timesteps = {diffusion.num_timesteps}", f"model_mean_type = {diffusion.model_mean_type!r}",
-            f"model_var_type = {diffusion.model_var_type!r}", f"loss_type = {diffusion.loss_type!r}",
-            f"rescale_timesteps = {diffusion.rescale_timesteps}", f"loss_weight = {diffusion.loss_weight!r}",
-            f"regularizer = {diffusion.regularizer!r}"]
-
-
-baseline_diffusion = common.build_diffusion(P.diffusion)
-p2_diffusion = common.build_diffusion(P.diffusion, loss_weight=P2Weight(P.p2_gamma, P.p2_k))
-print("\n".join(difflib.unified_diff(describe(baseline_diffusion), describe(p2_diffusion),
-                                     "baseline", "P2", lineterm="")))
+print("\n".join(difflib.unified_diff([f"{k} = {v!r}" for k, v in dataclasses.asdict(BASE.diffusion).items()],
+                                     [f"{k} = {v!r}" for k, v in dataclasses.asdict(P2.diffusion).items()],
+                                     "baseline arm", "P2 arm", lineterm="", n=1)))
+baseline_diffusion, p2_diffusion = build_diffusion(BASE.diffusion), build_diffusion(P2.diffusion)
+settings = ("num_timesteps", "model_mean_type", "model_var_type", "loss_type", "rescale_timesteps", "loss_weight",
+            "regularizer")
+print("\n".join(difflib.unified_diff([f"{k} = {getattr(baseline_diffusion, k)!r}" for k in settings],
+                                     [f"{k} = {getattr(p2_diffusion, k)!r}" for k in settings],
+                                     "baseline engine", "P2 engine", lineterm="")))
 
 # %% [markdown]
 # ## 3. The weights against SNR
@@ -219,32 +194,7 @@ for sched in ("linear", "cosine"):
 # Shaded: coarse, content and clean-up stages.
 
 # %%
-import matplotlib.pyplot as plt
-
-SNR_RANGE = (1e-10, 1e5)   # covers both schedules (the cosine one reaches ~2e-9 at its last step)
-STAGES = {"coarse": (SNR_RANGE[0], 1e-2), "content": (1e-2, 1.0), "clean-up": (1.0, SNR_RANGE[1])}
-STAGE_COLORS = {"coarse": "#56B4E9", "content": "#F0E442", "clean-up": "#CC79A7"}
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-for sched, style in (("linear", "-"), ("cosine", "--")):
-    d = GaussianDiffusion(get_named_beta_schedule(sched, 1000))
-    s = snr(d.alphas_cumprod)
-    for i, g in enumerate(P.plot_gammas):
-        w = P2Weight(g, P.p2_k).weights(d)
-        lam = p2_lambda_t(d.betas) * w
-        color = plotting.PALETTE[i]
-        axes[0].plot(s, w, style, color=color, label=f"{sched}, γ={g:g}")
-        axes[1].plot(s, lam / lam.sum(), style, color=color, label=f"{sched}, γ={g:g}")
-for ax, ylabel in zip(axes, ["factor on the ε-MSE, 1/(k+SNR)^γ", "λ'_t, normalised over t"]):
-    for name, (lo, hi) in STAGES.items():
-        ax.axvspan(lo, hi, color=STAGE_COLORS[name], alpha=0.15, lw=0, label=None)
-        ax.text(np.sqrt(lo * hi), 1.02, name, transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(*SNR_RANGE)
-    ax.set_xlabel("SNR(t)")
-    ax.set_ylabel(ylabel)
-axes[0].legend(ncol=2, fontsize=7)
-fig.tight_layout()
+fig = figures.p2_weights_figure(P.plot_gammas, P.p2_k)
 
 # %% [markdown]
 # Read with the printed values: γ = 1 divides the weight of the first step by $10^4$ and leaves the coarse stage
@@ -308,71 +258,40 @@ for sched in ("linear", "cosine"):
 # differ. The main arms (with attention, γ ∈ {0, P2's γ}) are trained in chunks of `eval_every` steps; after each
 # chunk the EMA model's FID is measured with a cheap deterministic DDIM sampler (`curve_samples` samples) against
 # the statistics of the whole CIFAR-10 train set, and at the end once more with the respaced ancestral sampler on
-# `eval.num_samples` samples. The preset's `projected_gpu_seconds` counts all of it (every chunk, every FID).
+# `eval.num_samples` samples.
 
 # %%
-train_full = common.load_train_images(P.num_train_images)
-train_small = balanced_subset(train_full, P.subset_size)
-real_ref = common.load_train_images(P.eval.fid_reference_images)
-ref_stats = common.fid_reference_stats("train", P.eval.fid_reference_images)   # cached on disk after the first use
-print(f"all data: {len(train_full)} images; subset: {len(train_small)} images ({P.subset_size // 10} per class); "
-      f"FID reference: {len(real_ref)} train images")
+ref_stats = fid_reference("train", P.eval.fid_reference_images)   # cached on disk after the first use
+real_ref = load_data(DataSpec(num_images=P.eval.fid_reference_images))
+print(f"training sets: { {a.label: len(load_data(a.data)) for a in P.arms.values()} }; FID reference: "
+      f"{len(real_ref)} train images")
+print(inspect.getsource(ScoreCurve.__call__))   # the callback between chunks: FID of the current EMA model
 
-
-def make_trainer(gamma, data, attention, seed):
-    """One arm: a fresh model and the engine Trainer, driven in chunks below (``common.train_model`` trains
-    straight to the end; the FID curve needs the EMA model between chunks)."""
-    weight = P2Weight(gamma, P.p2_k) if gamma > 0 else None
-    diffusion = common.build_diffusion(P.diffusion, loss_weight=weight)
-    model = common.build_model(P.model_for(attention), P.diffusion, seed=seed)
-    t = P.train
-    loader = GPUBatchLoader(data, t.batch_size, device=device, flip=t.random_flip, seed=seed,
-                            channels_last=device.type == "cuda")
-    cfg = common.trainer_config(t, seed=seed, device=device, log_every=min(100, P.eval_every))
-    return Trainer(model, diffusion, loader, cfg)
-
-
-def fid_of(model, n, steps, method, seed):
-    sampler = common.make_sampler(P.diffusion, model, sample_steps=steps, method=method, device=device)
-    images = generate(sampler, n, min(P.eval.batch_size, n), seed=seed, progress=False, device=device)
-    feats = compute_features(images, progress=False)
-    return fid_features_to_stats(feats, ref_stats.mu, ref_stats.sigma), images
-
-
-MAIN_ARMS = P.main_arms   # with attention, γ ∈ {0, P2's γ}: the arms with a FID curve
-curves, finals, trainers, samples = {}, {}, {}, {}
-timer = provenance.Stopwatch()
-with timer:
-    for name, gamma, data, attention in P.arms:
-        trainer = make_trainer(gamma, train_full if data == "all" else train_small, attention, SEED)
-        main = name in MAIN_ARMS
-        points = P.checkpoints if main else (P.train.steps,)
-        curves[name] = []
-        for step in points:
-            trainer.run(step - trainer.step)
-            ema = trainer.ema_model.eval()
-            if main and step != P.train.steps:
-                f, _ = fid_of(ema, P.curve_samples, P.curve_ddim_steps, "ddim", SEED + 1)
-                curves[name].append((step, f))
+# %%
+curves, finals, trained, samples = {}, {}, {}, {}
+with provenance.Stopwatch() as timer:
+    for key, arm in P.arms.items():
+        main = key in P.main_arms   # with attention, γ ∈ {0, P2's γ}: the arms with a FID curve
+        curve = ScoreCurve(arm.diffusion, P.curve_samples, ref_stats, seed=SEED + 1, batch_size=P.eval.batch_size,
+                           device=device, sample_steps=P.curve_ddim_steps, method="ddim")
+        trained[key] = train_model(arm, seed=SEED, device=device, every=P.eval_every if main else None, on_chunk=curve)
+        curves[key], samples[key] = curve.points, curve.images
         if main:
-            f_ddim, _ = fid_of(ema, P.curve_samples, P.curve_ddim_steps, "ddim", SEED + 1)
-            curves[name].append((P.train.steps, f_ddim))
-            finals[name], samples[name] = fid_of(ema, P.eval.num_samples, P.eval.sample_steps, "ancestral", SEED + 2)
-        else:
-            f_ddim, samples[name] = fid_of(ema, P.curve_samples, P.curve_ddim_steps, "ddim", SEED + 1)
-            curves[name].append((P.train.steps, f_ddim))
-        trainers[name] = trainer
-        print(f"{name:<22} images/s {trainer.history[-1]['images_per_s']:>8.0f}   "
-              f"FID(DDIM-{P.curve_ddim_steps}, n={P.curve_samples}) {curves[name][-1][1]:7.2f}"
-              + (f"   FID({P.eval.sample_steps}-step ancestral, n={P.eval.num_samples}) {finals[name]:7.2f}"
-                 if name in finals else "") + SMOKE_LABEL)
+            final = make_sampler(arm.diffusion, trained[key].ema, sample_steps=P.eval.sample_steps, device=device)
+            scores, samples[key] = sample_and_score(final, P.eval.num_samples, ref_stats, batch_size=P.eval.batch_size,
+                                                    seed=SEED + 2, device=device)
+            finals[key] = scores["FID"]
+        print(f"{arm.label:<22} images/s {trained[key].history[-1]['images_per_s']:>8.0f}   "
+              f"FID(DDIM-{P.curve_ddim_steps}, n={P.curve_samples}) {curves[key][-1][1]:7.2f}"
+              + (f"   FID({P.eval.sample_steps}-step ancestral, n={P.eval.num_samples}) {finals[key]:7.2f}"
+                 if key in finals else "") + SMOKE_LABEL)
 print(f"training + evaluation: {timer.elapsed:.0f} s")
 
 # %% [markdown]
 # **FID over training** (main arms; DDIM, η = 0, n = `curve_samples`; lower is better):
 
 # %%
-fig = plotting.curves(None, {k: tuple(zip(*v)) for k, v in curves.items() if k in finals},
+fig = plotting.curves(None, {P.arm(k).label: tuple(zip(*v)) for k, v in curves.items() if k in finals},
                       "training step", f"FID (n={P.curve_samples}){SMOKE_LABEL}", markers=True, logy=True,
                       title="baseline vs P2 on all data and on 1,000 images")
 
@@ -385,22 +304,15 @@ fig = plotting.curves(None, {k: tuple(zip(*v)) for k, v in curves.items() if k i
 # where P2 trained least.
 
 # %%
-test = common.load_train_images(10 * P.recon_images, split="test")
+test = load_data(DataSpec(split="test", num_images=10 * P.recon_images))
 x0 = test.images[:: P.recon_images][: P.recon_images]   # one test image from each of the first classes
 x0 = x0.to(device).float().div(127.5).sub(1.0)
 alphas_snr = snr(baseline_diffusion.alphas_cumprod)
 t_for = [int(np.argmin(np.abs(np.log(alphas_snr) - np.log(s)))) for s in P.recon_snrs]
-gen = torch.Generator(device=device).manual_seed(SEED)
-cols, recon_mse = {"x_t": [], "baseline": [], "P2": []}, {}
-for snr_value, t_i in zip(P.recon_snrs, t_for):
-    t = torch.full((x0.shape[0],), t_i, device=device, dtype=torch.long)
-    x_t = baseline_diffusion.q_sample(x0, t, generator=gen)
-    cols["x_t"].append(x_t.clamp(-1, 1).cpu())
-    for name in ("baseline", "P2"):
-        with torch.no_grad():
-            out = baseline_diffusion.p_mean_variance(trainers[name].ema_model, x_t, t)
-        cols[name].append(out["pred_xstart"].cpu())
-        recon_mse.setdefault(name, []).append(float(((out["pred_xstart"] - x0) ** 2).mean()))
+x_ts, cols, recon_mse = one_step_reconstructions(baseline_diffusion, {"baseline": trained["baseline"].ema,
+                                                                     "P2": trained["p2"].ema}, x0, t_for,
+                                                  torch.Generator(device=device).manual_seed(SEED))
+cols["x_t"] = x_ts
 rows = {}
 clean = x0.cpu()
 for i in range(x0.shape[0]):   # per image: x_t, then each model's x̂_0; column 0 repeats the clean x_0 to compare
@@ -424,21 +336,11 @@ display(plotting.metrics_table(
 # the same statistic on real training images: 1 means "as much fine detail/noise as real data".
 
 # %%
-LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-
-
-def highpass_energy(images_u8):
-    """Mean squared 3x3-Laplacian response of grey-scale images in [0, 1] (a residual-noise proxy)."""
-    x = images_u8.float().div(255).mean(1, keepdim=True)
-    return float(F.conv2d(x, LAPLACE).pow(2).mean())
-
-
 real_hp = highpass_energy(real_ref.images[: P.curve_samples])
-hp_rows = [{"arm": name, "high-pass energy / real": highpass_energy(imgs) / real_hp,
-            "FID (DDIM)": curves[name][-1][1]} for name, imgs in samples.items()]
+hp_rows = [{"arm": P.arm(k).label, "high-pass energy / real": highpass_energy(imgs) / real_hp,
+            "FID (DDIM)": curves[k][-1][1]} for k, imgs in samples.items()]
 display(plotting.metrics_table(hp_rows, formats={"high-pass energy / real": ".3f", "FID (DDIM)": ".2f"}))
-large = [a[0] for a in P.arms if P.large_gamma is not None and a[1] == P.large_gamma]
-grid_rows = {name: samples[name][:8] for name in ["baseline", "P2"] + large}
+grid_rows = {P.arm(k).label: samples[k][:8] for k in ("baseline", "p2", "gamma3") if k in samples}
 fig = plotting.image_rows(grid_rows, title="samples (first 8)" + SMOKE_LABEL, cell_size=0.7)
 
 # %% [markdown]
@@ -451,23 +353,15 @@ fig = plotting.image_rows(grid_rows, title="samples (first 8)" + SMOKE_LABEL, ce
 # attention) at our small budget.
 
 # %%
-rows = []
-for name, gamma, data, attention in P.arms:
-    rows.append({"arm": name, "γ": gamma, "data": f"{len(train_full) if data == 'all' else len(train_small)} images",
-                 "16×16 attention": attention,
-                 f"FID DDIM-{P.curve_ddim_steps} (n={P.curve_samples})": curves[name][-1][1],
-                 f"FID {P.eval.sample_steps}-step (n={P.eval.num_samples})": finals.get(name)})
+rows = [{"arm": arm.label, "γ": arm.diffusion.p2_gamma, "data": f"{len(load_data(arm.data))} images",
+         "16×16 attention": bool(arm.model.attention_resolutions),
+         f"FID DDIM-{P.curve_ddim_steps} (n={P.curve_samples})": curves[key][-1][1],
+         f"FID {P.eval.sample_steps}-step (n={P.eval.num_samples})": finals.get(key)} for key, arm in P.arms.items()]
 display(plotting.metrics_table(rows, formats={c: ".2f" for c in rows[0] if c.startswith("FID")}))
-
-
-def gain(base, p2):
-    return curves[base][-1][1] - curves[p2][-1][1]
-
-
-pairs = [("all data", "baseline", "P2"), ("1k images", "baseline (1k)", "P2 (1k)"),
-         ("no 16×16 attention", "baseline (no attn)", "P2 (no attn)")]
+pairs = [("all data", "baseline", "p2"), ("1k images", "baseline_1k", "p2_1k"),
+         ("no 16×16 attention", "baseline_noattn", "p2_noattn")]
 for label, b, p in [q for q in pairs if q[1] in curves]:
-    g = gain(b, p)
+    g = curves[b][-1][1] - curves[p][-1][1]   # FID(baseline) - FID(P2) at the end of training
     print(f"{label:<20} FID(baseline) - FID(P2) = {g:+.2f}  -> "
           f"{'P2 better' if g > 0 else 'P2 not better'} (one seed: differences of a few FID points are noise)"
           + SMOKE_LABEL)
@@ -486,31 +380,23 @@ for label, b, p in [q for q in pairs if q[1] in curves]:
 from lt_diffusion.experiments.summary import headline
 
 headline_p2 = headline(
-    f"FID ({P.eval.num_samples} samples, {P.eval.sample_steps} steps)", finals["P2"],
-    claim=f"P2 (γ={P.p2_gamma:g}, k={P.p2_k:g}) lowers FID vs L_simple at equal budget",
-    method=[finals["P2"]], baseline=[finals["baseline"]], method_name="P2", baseline_name="baseline (L_simple)",
-    comparable=P.eval.comparable)
+    f"FID ({P.eval.num_samples} samples, {P.eval.sample_steps} steps)", finals["p2"],
+    claim=f"P2 (γ={P2.diffusion.p2_gamma:g}, k={P2.diffusion.p2_k:g}) lowers FID vs L_simple at equal budget",
+    method=[finals["p2"]], baseline=[finals["baseline"]], method_name="P2", baseline_name="baseline (L_simple)",
+    comparable=P.comparable)
 print({k: headline_p2[k] for k in ("value", "gain", "verdict")})
 
 # %% [markdown]
 # ## Provenance
 
 # %%
-results = {
-    "scale": P.scale,
-    "comparable": P.eval.comparable,
-    "fid_curves": {k: [[int(s), float(f)] for s, f in v] for k, v in curves.items()},
-    "fid_final": {k: float(v) for k, v in finals.items()},
-    "final_fid_samples": P.eval.num_samples,
-    "final_sample_steps": P.eval.sample_steps,
-    "curve_fid_samples": P.curve_samples,
-    "highpass_energy_ratio": {r["arm"]: r["high-pass energy / real"] for r in hp_rows},
-    "recon_mse": recon_mse,
-    "recon_snrs": list(P.recon_snrs),
-    "p2": {"gamma": P.p2_gamma, "k": P.p2_k},
-    "headline": headline_p2,
-}
-prov = run.record({"chapter": "p2", "projected_h100_s": round(cost["total_s"])})
-results["provenance"] = prov
-display(Markdown(provenance.provenance_table(prov)))
-print(common.save_results("p2", results))
+results = {"scale": P.scale, "comparable": P.comparable,
+           "fid_curves": {P.arm(k).label: [[int(s), float(f)] for s, f in v] for k, v in curves.items()},
+           "fid_final": {P.arm(k).label: float(v) for k, v in finals.items()},
+           "final_fid_samples": P.eval.num_samples, "final_sample_steps": P.eval.sample_steps,
+           "curve_fid_samples": P.curve_samples,
+           "highpass_energy_ratio": {r["arm"]: r["high-pass energy / real"] for r in hp_rows}, "recon_mse": recon_mse,
+           "recon_snrs": list(P.recon_snrs), "p2": {"gamma": P2.diffusion.p2_gamma, "k": P2.diffusion.p2_k},
+           "headline": headline_p2}
+display(Markdown(provenance.provenance_table(finish_chapter(run, "p2", results,
+                                                            projected_h100_s=round(cost["total_s"])))))

@@ -43,7 +43,6 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/lt-diffusion/lt-diffusion.git"], check=True)
 
 # %%
-import dataclasses
 import inspect
 
 import numpy as np
@@ -52,24 +51,20 @@ from IPython.display import Markdown, display
 
 from lt_diffusion import longtail, plotting, provenance
 from lt_diffusion.cbdm import CBDMRegularizer
+from lt_diffusion.data import CIFAR10_CLASSES, lt_class_counts
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.train import Trainer
-from lt_diffusion.data import CIFAR10_CLASSES, load_cifar10, load_cifar10_lt, long_tailed_subset, lt_class_counts
-from lt_diffusion.experiments import common
-from lt_diffusion.guidance import cfg_model_fn
-from lt_diffusion.metrics import compute_features, feature_stats, fid_features_to_stats, fid_from_stats, kid, prdc
+from lt_diffusion.experiments import (build_diffusion, fid_reference, figures, finish_chapter, load_data, make_sampler,
+                                      sample_and_score, score_features, start_chapter, train_model)
+from lt_diffusion.metrics import compute_features
 from lt_diffusion.presets import get_preset
 from lt_diffusion.sampling import generate
-from lt_diffusion.weighting import P2Weight
+from lt_diffusion.train import Trainer
 
-P = get_preset("cbdm", SCALE)
-run = provenance.start_run(SCALE, list(P.seeds))
-device = common.default_device()
-K = P.num_classes
-SMOKE_LABEL = "" if P.eval.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} train steps/arm={P.train.steps} batch={P.train.batch_size} seeds={P.seeds}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+P, run, device, SMOKE_LABEL, cost = start_chapter("cbdm", SCALE, list(get_preset("cbdm", SCALE).seeds))
+BASE, CBDM = P.arm("baseline"), P.arm("cbdm")   # every arm has BASE's model, recipe and data; the hooks differ
+DIFF, TRAIN, K = BASE.diffusion, BASE.train, BASE.model.num_classes
+print(f"train steps/arm={TRAIN.steps} batch={TRAIN.batch_size} seeds={P.seeds}")
+
 
 # %% [markdown]
 # ## 1. CIFAR-10-LT
@@ -87,16 +82,14 @@ for c, n in enumerate(lt_counts):
 print(f"total {sum(lt_counts)}; head = 3 most frequent classes, tail = 3 least frequent, mid = the other 4")
 
 # %%
-if P.n_max == 5000 and P.imb_factor == 0.01:
-    train_lt = load_cifar10_lt(P.imb_factor)
-else:  # smoke: the same protocol with a smaller largest class
-    train_lt = long_tailed_subset(load_cifar10("train"), P.imb_factor, n_max=P.n_max)
+train_lt = load_data(BASE.data)   # CIFAR-10-LT (smoke: the same protocol with a smaller largest class)
 counts = train_lt.class_counts()
 groups = longtail.class_groups(counts, P.n_head, P.n_tail)
 color_of = {c: plotting.GROUP_COLORS[g] for g, members in groups.items() for c in members}
 fig = plotting.bar(CIFAR10_CLASSES, counts, ylabel="training images", logy=True, annotate=True, rotate=45,
                    colors=[color_of[c] for c in range(K)],
                    title=f"CIFAR-10-LT used here: {len(train_lt)} images (head / mid / tail coloured)")
+
 
 # %% [markdown]
 # ## 2. From a density ratio to a regulariser
@@ -156,20 +149,19 @@ fig = plotting.bar(CIFAR10_CLASSES, counts, ylabel="training images", logy=True,
 # the table reads both the `paper` preset and the one this notebook runs, so the difference in scale is explicit.
 
 # %%
-def recipe(preset):
-    m, t, d = preset.model, preset.train, preset.diffusion
-    return {"channels": m.model_channels, "channel mult": str(m.channel_mult), "res blocks": m.num_res_blocks,
-            "attention at": str(m.attention_resolutions), "dropout": m.dropout, "T": d.steps,
-            "β schedule": d.noise_schedule, "variance": "fixed small" if d.sigma_small else "fixed large (β_t)",
-            "lr": t.lr, "warm-up": t.warmup_steps, "grad clip": t.grad_clip, "EMA": t.ema_rate,
-            "batch": t.batch_size, "steps": t.steps, "label drop": f"{preset.p_uncond} ({preset.uncond_mode})",
-            "τ, γ": f"{preset.tau:g}, {preset.gamma:g}", "sampler": f"{preset.eval.sample_steps}-step ancestral",
-            "ω": preset.omega}
-
-
 PAPER = get_preset("cbdm", "paper")
-display(plotting.metrics_table([{"": k, "paper (CBDM repo, CIFAR)": paper_value, f"{P.scale} (this run)": v}
-                                for (k, paper_value), v in zip(recipe(PAPER).items(), recipe(P).values())]))
+recipes = {}
+for name, p in (("paper (CBDM repo, CIFAR)", PAPER), (f"{P.scale} (this run)", P)):
+    m, t, d = p.arm("cbdm").model, p.arm("cbdm").train, p.arm("cbdm").diffusion
+    recipes[name] = {"channels": m.model_channels, "channel mult": str(m.channel_mult), "res blocks": m.num_res_blocks,
+                     "attention at": str(m.attention_resolutions), "dropout": m.dropout, "T": d.steps,
+                     "β schedule": d.noise_schedule, "variance": "fixed small" if d.sigma_small else "fixed large (β_t)",
+                     "lr": t.lr, "warm-up": t.warmup_steps, "grad clip": t.grad_clip, "EMA": t.ema_rate,
+                     "batch": t.batch_size, "steps": t.steps, "label drop": f"{t.p_uncond} ({t.uncond_mode})",
+                     "τ, γ": f"{d.cbdm_tau:g}, {d.cbdm_gamma:g}", "sampler": f"{p.eval.sample_steps}-step ancestral",
+                     "ω": p.omega}
+display(plotting.metrics_table([{"": k, **{name: r[k] for name, r in recipes.items()}} for k in recipes[name]]))
+
 
 # %% [markdown]
 # ### The paper's piece, shown from the package
@@ -205,88 +197,37 @@ print(inspect.getsource(Trainer._drop_labels))
 # per-class FID against each class's real training images.
 
 # %%
-def diffusion_kwargs(tau=None, label_dist=None, p2_gamma=None, cbdm=True):
-    """Engine hooks of one arm: the CBDM regulariser and (optionally) the P2 loss weight."""
-    out = {}
-    if cbdm:
-        out["regularizer"] = CBDMRegularizer(K, tau=P.tau if tau is None else tau, gamma=P.gamma,
-                                             label_dist=label_dist or P.label_dist, class_counts=counts,
-                                             num_labels=P.num_labels)
-    if p2_gamma is not None:
-        out["loss_weight"] = P2Weight(p2_gamma, P.p2_k)
-    return out
-
-
-def train_arm(seed, **kw):
-    """Train one arm; returns the EMA model and the training history."""
-    _, ema, history = common.train_model(P.model, P.diffusion, P.train, data=train_lt, seed=seed, device=device,
-                                         trainer_kwargs={"p_uncond": P.p_uncond, "uncond_mode": P.uncond_mode},
-                                         diffusion_kwargs=diffusion_kwargs(**kw), log_every=100)
-    return ema.eval(), history
-
-
 # one diffusion of each kind, to show that the arms differ only in their hooks
-print("baseline:", common.build_diffusion(P.diffusion).regularizer, common.build_diffusion(P.diffusion).loss_weight)
-print("CBDM:    ", common.build_diffusion(P.diffusion, **diffusion_kwargs()).regularizer)
-print("CBDM+P2: ", *[(k, v) for k, v in diffusion_kwargs(p2_gamma=P.p2_gamma or 1.0).items()])
+print("baseline:", build_diffusion(DIFF).regularizer, build_diffusion(DIFF).loss_weight)
+print("CBDM:    ", build_diffusion(CBDM.diffusion, num_classes=K, class_counts=counts).regularizer)
+p2_arm = build_diffusion(P.arm("cbdm_p2").diffusion, num_classes=K, class_counts=counts)
+print("CBDM+P2: ", ("regularizer", p2_arm.regularizer), ("loss_weight", p2_arm.loss_weight))
+
 
 # %%
-models, histories, train_seconds = {}, {}, {}
-for name, seed, overrides in P.arms:   # baseline and CBDM per seed, then the single-seed ablations
+models, histories, train_seconds = {}, {}, {}   # keyed by (arm label, seed)
+runs = [(k, s) for k in ("baseline", "cbdm") for s in P.seeds] + [(k, P.seeds[0]) for k in P.arms if k not in
+                                                                   ("baseline", "cbdm")]   # ablations: one seed
+for key, seed in runs:
+    name = P.arm(key).label
     with provenance.Stopwatch() as sw:
-        models[(name, seed)], histories[(name, seed)] = train_arm(seed, **overrides)
-    train_seconds[(name, seed)] = sw.elapsed
-    last = histories[(name, seed)][-1]
+        trained = train_model(P.arm(key), seed=seed, device=device, data=train_lt)
+    models[(name, seed)], histories[(name, seed)], train_seconds[(name, seed)] = trained.ema, trained.history, sw.elapsed
+    last = trained.history[-1]
     print(f"{name:<22} seed {seed}: {sw.elapsed:6.1f} s, loss {last['loss']:.4f}"
           + (f", reg {last['reg']:.3g}" if "reg" in last else "") + f", {last['images_per_s']:.0f} img/s")
+
 
 # %% [markdown]
 # **Reference set.** Inception features of the full CIFAR-10 train set (at `smoke`: a 64-image balanced subset)
 # give the FID statistics, the per-class references, and a class-balanced subset for KID and precision/recall.
 
 # %%
-real = common.load_train_images(P.eval.fid_reference_images)
-real_feats = compute_features(real.images, progress=False)
-real_labels = real.labels.numpy()
-ref_stats = feature_stats(real_feats)
-class_ref = longtail.class_reference_stats(real_feats, real_labels, counts, P.n_head, P.n_tail)   # once, every arm
-n_pr = min(P.eval.num_samples, len(real))
-per = n_pr // K
-pr_idx = np.concatenate([np.flatnonzero(real_labels == c)[:per] for c in range(K)])
-real_pr = real_feats[pr_idx]
-print(f"reference: {len(real)} images; KID / precision-recall reference: {len(pr_idx)} balanced images")
-
-
-def sample_arm(model, n, omega, seed, method="ancestral", steps=None, labels=None):
-    """n class-balanced samples with CFG strength ω; returns (uint8 images, labels).
-
-    Arms sampled with the same ``seed`` and ``labels`` start from the same noise (paired comparison)."""
-    sampler = common.make_sampler(P.diffusion, model, sample_steps=steps or P.eval.sample_steps, method=method,
-                                  model_fn=cfg_model_fn(model, omega, null_label=K), device=device)
-    if labels is None:
-        labels = longtail.balanced_labels(n, K, generator=torch.Generator().manual_seed(seed))
-    images = generate(sampler, n, min(P.eval.batch_size, n), labels=labels, seed=seed, progress=False, device=device)
-    return images, labels
-
-
-def score(images, labels, level="full"):
-    """Metrics of one sample set against the full balanced train statistics.
-
-    ``level``: ``"fid"`` (FID only), ``"pr"`` (+ precision/recall, k = ``recall_k``: fidelity and diversity) or
-    ``"full"`` (+ KID and the per-class / head-mid-tail breakdown).
-    """
-    feats = compute_features(images, progress=False)
-    out = {"FID": fid_features_to_stats(feats, ref_stats.mu, ref_stats.sigma), "n": len(images)}
-    if level in ("pr", "full"):
-        pr = prdc(real_pr, feats, k=P.recall_k, device=device)
-        out.update({"precision": pr["precision"], "recall": pr["recall"]})
-    if level == "full":
-        kid_mean, kid_std = kid(feats, real_pr, subset_size=min(P.kid_subset, len(feats), len(real_pr)),
-                                device=device)
-        out.update({"KID×10³": 1e3 * kid_mean, "KID std×10³": 1e3 * kid_std})
-        out["lt"] = longtail.lt_fid_breakdown(feats, labels.numpy(), None, None, counts, P.n_head, P.n_tail,
-                                              reference=class_ref)
-    return out
+REF = fid_reference("train", P.eval.fid_reference_images, pr_images=P.eval.num_samples, class_counts=counts,
+                    n_head=P.n_head, n_tail=P.n_tail, device=device)
+print(f"reference: {REF.num_images} images; KID / precision-recall reference: {len(REF.feats)} balanced images")
+scoring = dict(k=P.recall_k, kid_subset=P.kid_subset, device=device)
+print(inspect.getsource(sample_and_score))
 
 
 # %% [markdown]
@@ -298,9 +239,14 @@ def score(images, labels, level="full"):
 # %%
 main = {}
 for name in ("baseline", "CBDM"):
-    for seed in P.seeds:
-        images, labels = sample_arm(models[(name, seed)], P.eval.num_samples, P.omega, seed=1000 + seed)
-        main[(name, seed)] = {**score(images, labels), "images": images, "labels": labels}
+    for seed in P.seeds:   # arms sampled with the same seed and labels start from the same noise (paired)
+        labels = longtail.balanced_labels(P.eval.num_samples, K, generator=torch.Generator().manual_seed(1000 + seed))
+        sampler = make_sampler(DIFF, models[(name, seed)], sample_steps=P.eval.sample_steps, guidance_scale=P.omega,
+                               device=device)
+        scores, images = sample_and_score(sampler, P.eval.num_samples, REF, batch_size=P.eval.batch_size,
+                                          labels=labels, seed=1000 + seed, metrics=("fid", "pr", "kid", "lt"),
+                                          **scoring)
+        main[(name, seed)] = {"FID": scores["FID"], "n": len(images), **scores, "images": images, "labels": labels}
 rows = [{"arm": n, "seed": s, **{k: v for k, v in r.items() if k not in ("images", "labels", "lt")},
          "head FID": r["lt"]["groups"]["head"]["union_fid"], "tail FID": r["lt"]["groups"]["tail"]["union_fid"]}
         for (n, s), r in main.items()]
@@ -316,6 +262,7 @@ for metric, lower in (("FID", True), ("recall", False), ("KID×10³", True)):
     print(f"{metric:<8} {v['verdict']}{SMOKE_LABEL}")
 print(f"(n = {P.eval.num_samples} samples, {P.eval.sample_steps}-step respaced ancestral sampling, ω = {P.omega})")
 
+
 # %% [markdown]
 # ### 3.2 Per-class FID against class frequency
 #
@@ -325,22 +272,10 @@ print(f"(n = {P.eval.num_samples} samples, {P.eval.sample_steps}-step respaced a
 # not absolute values). Means over seeds; the rank correlation between count and FID summarises the trend.
 
 # %%
-import matplotlib.pyplot as plt
-
 per_class = {name: {c: float(np.mean([main[(name, s)]["lt"]["per_class"][c] for s in P.seeds])) for c in range(K)}
              for name in ("baseline", "CBDM")}
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
-for i, (name, pc) in enumerate(per_class.items()):
-    xs = [counts[c] for c in range(K)]
-    ax.plot(xs, [pc[c] for c in range(K)], "o-" if i == 0 else "s--", color=plotting.PALETTE[i], label=name)
-for c in range(K):
-    ax.annotate(CIFAR10_CLASSES[c], (counts[c], per_class["baseline"][c]), fontsize=7, xytext=(3, 3),
-                textcoords="offset points", color=color_of[c])
-ax.set_xscale("log")
-ax.invert_xaxis()
-ax.set_xlabel("training images of the class (head → tail)")
-ax.set_ylabel(f"per-class FID (n={P.eval.num_samples // K}/class){SMOKE_LABEL}")
-ax.legend()
+fig = figures.per_class_vs_count(per_class, counts, CIFAR10_CLASSES, color_of,
+                                 f"per-class FID (n={P.eval.num_samples // K}/class){SMOKE_LABEL}")
 
 # %%
 display(plotting.metrics_table(longtail.per_class_rows(
@@ -367,9 +302,8 @@ n_grid = P.grid_per_class * len(tail)
 grid_labels = torch.tensor(tail).repeat_interleave(P.grid_per_class)
 grids = {}
 for name in ("baseline", "CBDM"):
-    sampler = common.make_sampler(P.diffusion, models[(name, P.seeds[0])], sample_steps=P.eval.sample_steps,
-                                  model_fn=cfg_model_fn(models[(name, P.seeds[0])], P.omega, null_label=K),
-                                  device=device)
+    sampler = make_sampler(DIFF, models[(name, P.seeds[0])], sample_steps=P.eval.sample_steps, guidance_scale=P.omega,
+                           device=device)
     grids[name] = generate(sampler, n_grid, n_grid, labels=grid_labels, seed=7, progress=False, device=device)
 rows = {f"{name}: {CIFAR10_CLASSES[c]}": grids[name][i * P.grid_per_class:(i + 1) * P.grid_per_class]
         for i, c in enumerate(tail) for name in grids}
@@ -394,12 +328,13 @@ for name in ("baseline", "CBDM"):
     sweep[name] = []
     for omega in P.omega_sweep:
         if omega == P.omega:   # reuse the main comparison's seed-0 samples
-            m = main[(name, P.seeds[0])]
-            images, labels = m["images"][:P.sweep_samples], m["labels"][:P.sweep_samples]
+            r = score_features(compute_features(main[(name, P.seeds[0])]["images"][:P.sweep_samples], progress=False),
+                               REF, metrics=("fid", "pr"), **scoring)
         else:
-            images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, omega, seed=SWEEP_SEED,
-                                        labels=sweep_labels)
-        r = score(images, labels, level="pr")
+            sampler = make_sampler(DIFF, models[(name, P.seeds[0])], sample_steps=P.eval.sample_steps,
+                                   guidance_scale=omega, device=device)
+            r = sample_and_score(sampler, P.sweep_samples, REF, batch_size=P.eval.batch_size, labels=sweep_labels,
+                                 seed=SWEEP_SEED, metrics=("fid", "pr"), **scoring)[0]
         sweep[name].append((omega, r["FID"]))
         sweep_rows.append({"arm": name, "ω": omega, "FID": r["FID"], "precision": r["precision"],
                            "recall": r["recall"]})
@@ -429,14 +364,16 @@ at_omega = {r["arm"]: r for r in sweep_rows if r["ω"] == P.omega}
 METRICS = ("FID", "precision", "recall")
 abl_rows = [{"arm": "baseline (τ = 0)", "τ": 0.0, "y'": "-", "P2 γ": 0.0,
              **{k: at_omega["baseline"][k] for k in METRICS}},
-            {"arm": "CBDM", "τ": P.tau, "y'": P.label_dist, "P2 γ": 0.0, **{k: at_omega["CBDM"][k] for k in METRICS}}]
-for name, overrides in P.ablations:
-    images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=SWEEP_SEED,
-                                labels=sweep_labels)
-    r = score(images, labels, level="pr")
-    abl_rows.append({"arm": name + (" (beyond the paper)" if "p2_gamma" in overrides else ""),
-                     "τ": overrides.get("tau", P.tau), "y'": overrides.get("label_dist", P.label_dist),
-                     "P2 γ": overrides.get("p2_gamma", 0.0), **{k: r[k] for k in METRICS}})
+            {"arm": "CBDM", "τ": CBDM.diffusion.cbdm_tau, "y'": CBDM.diffusion.cbdm_label_dist, "P2 γ": 0.0,
+             **{k: at_omega["CBDM"][k] for k in METRICS}}]
+for key, arm in ((k, a) for k, a in P.arms.items() if k not in ("baseline", "cbdm")):
+    sampler = make_sampler(DIFF, models[(arm.label, P.seeds[0])], sample_steps=P.eval.sample_steps,
+                           guidance_scale=P.omega, device=device)
+    r = sample_and_score(sampler, P.sweep_samples, REF, batch_size=P.eval.batch_size, labels=sweep_labels,
+                         seed=SWEEP_SEED, metrics=("fid", "pr"), **scoring)[0]
+    d = arm.diffusion
+    abl_rows.append({"arm": arm.label + (" (beyond the paper)" if d.p2_gamma > 0 else ""), "τ": d.cbdm_tau,
+                     "y'": d.cbdm_label_dist, "P2 γ": d.p2_gamma, **{k: r[k] for k in METRICS}})
 display(plotting.metrics_table(abl_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f", "τ": ".2g",
                                                   "P2 γ": ".2g"}))
 
@@ -444,7 +381,8 @@ display(plotting.metrics_table(abl_rows, formats={"FID": ".2f", "precision": ".3
 # **The τ sweep** (y' from the training distribution, no P2): fidelity (precision) and diversity (recall) against τ.
 
 # %%
-tau_rows = sorted([r for r in abl_rows if r["y'"] in (P.label_dist, "-") and r["P2 γ"] == 0.0], key=lambda r: r["τ"])
+tau_rows = sorted([r for r in abl_rows if r["y'"] in (CBDM.diffusion.cbdm_label_dist, "-") and r["P2 γ"] == 0.0],
+                  key=lambda r: r["τ"])
 fig = plotting.curves(None, {m: ([r["τ"] for r in tau_rows], [r[m] for r in tau_rows]) for m in ("precision", "recall")},
                       "CBDM strength τ (0 = baseline)", f"k-NN precision / recall (n={P.sweep_samples}){SMOKE_LABEL}",
                       markers=True)
@@ -464,10 +402,12 @@ print(f"τ sweep (n={P.sweep_samples}, ω={P.omega:g}): "
 ddim_rows = []
 if P.ddim_steps:
     for name in ("baseline", "CBDM"):
-        images, labels = sample_arm(models[(name, P.seeds[0])], P.sweep_samples, P.omega, seed=SWEEP_SEED,
-                                    method="ddim", steps=P.ddim_steps, labels=sweep_labels)
+        sampler = make_sampler(DIFF, models[(name, P.seeds[0])], sample_steps=P.ddim_steps, method="ddim",
+                               guidance_scale=P.omega, device=device)
         ddim_rows.append({"arm": name, f"ancestral {P.eval.sample_steps} steps": at_omega[name]["FID"],
-                          f"DDIM {P.ddim_steps} steps": score(images, labels, level="fid")["FID"]})
+                          f"DDIM {P.ddim_steps} steps": sample_and_score(
+                              sampler, P.sweep_samples, REF, batch_size=P.eval.batch_size, labels=sweep_labels,
+                              seed=SWEEP_SEED, **scoring)[0]["FID"]})
     display(plotting.metrics_table(ddim_rows, formats={k: ".2f" for k in ddim_rows[0] if k != "arm"}))
 
 # %% [markdown]
@@ -480,18 +420,16 @@ if P.ddim_steps:
 # three orders of magnitude more compute than the `book` run. They are not comparable to our numbers.
 
 # %%
-def mean_over_seeds(name, key):
-    return float(np.mean([main[(name, s)][key] for s in P.seeds]))
-
-
+mean_over_seeds = {(name, key): float(np.mean([main[(name, s)][key] for s in P.seeds]))
+                   for name in ("baseline", "CBDM") for key in ("FID", "KID×10³", "recall")}
 result_rows = [
     {"source": "aggregator [3rd-party, unverified]", "arm": "CBDM (attribution unclear)", "FID": 9.38,
      "scale": "paper: 50 K samples, 1000 steps"},
 ]
 for name in ("baseline", "CBDM"):
-    result_rows.append({"source": f"ours ({P.scale}{'' if P.eval.comparable else ', not comparable'})", "arm": name, "FID": mean_over_seeds(name, "FID"),
-                        "KID×10³": mean_over_seeds(name, "KID×10³"), "recall": mean_over_seeds(name, "recall"),
-                        "scale": f"{P.train.steps} steps × {P.train.batch_size}, {len(P.seeds)} seeds, "
+    result_rows.append({"source": f"ours ({P.scale}{'' if P.comparable else ', not comparable'})", "arm": name,
+                        **{key: mean_over_seeds[(name, key)] for key in ("FID", "KID×10³", "recall")},
+                        "scale": f"{TRAIN.steps} steps × {TRAIN.batch_size}, {len(P.seeds)} seeds, "
                                  f"n={P.eval.num_samples}, {P.eval.sample_steps} steps, ω={P.omega}"})
 display(plotting.metrics_table(result_rows, formats={"FID": ".2f", "KID×10³": ".2f", "recall": ".3f"}))
 print("FID:", verdicts["FID"]["verdict"] + SMOKE_LABEL)
@@ -509,11 +447,11 @@ from lt_diffusion.experiments.summary import headline, longtail_row
 
 headline_cbdm = headline(
     f"FID ({P.eval.num_samples} samples, {P.eval.sample_steps} steps, ω={P.omega:g}), mean over seeds",
-    mean_over_seeds("CBDM", "FID"), claim="CBDM lowers FID vs the CFG DDPM baseline on CIFAR-10-LT",
+    mean_over_seeds[("CBDM", "FID")], claim="CBDM lowers FID vs the CFG DDPM baseline on CIFAR-10-LT",
     method=[main[("CBDM", s)]["FID"] for s in P.seeds], baseline=[main[("baseline", s)]["FID"] for s in P.seeds],
-    method_name="CBDM", baseline_name="DDPM + CFG", comparable=P.eval.comparable)
+    method_name="CBDM", baseline_name="DDPM + CFG", comparable=P.comparable)
 longtail_rows = [
-    longtail_row(f"{name} ({P.scale})", fid=mean_over_seeds(name, "FID"), recall=mean_over_seeds(name, "recall"),
+    longtail_row(f"{name} ({P.scale})", fid=mean_over_seeds[(name, "FID")], recall=mean_over_seeds[(name, "recall")],
                  fid_head=float(np.mean([main[(name, s)]["lt"]["groups"]["head"]["union_fid"] for s in P.seeds])),
                  fid_tail=float(np.mean([main[(name, s)]["lt"]["groups"]["tail"]["union_fid"] for s in P.seeds])),
                  seeds=len(P.seeds), note=f"FID against the balanced full train set, ω={P.omega:g}")
@@ -521,22 +459,21 @@ longtail_rows = [
 print({k: headline_cbdm[k] for k in ("value", "gain", "spread", "verdict")})
 
 # %%
-print(f"budget per arm: {P.train.images_seen:,} images = {P.train.images_seen / len(train_lt):.1f} epochs of the "
-      f"{len(train_lt):,}-image training set (the official recipe: {PAPER.train.images_seen:,} images)")
-#
+seen, paper_train = TRAIN.steps * TRAIN.batch_size, PAPER.arm("cbdm").train
+print(f"budget per arm: {seen:,} images = {seen / len(train_lt):.1f} epochs of the {len(train_lt):,}-image "
+      f"training set (the official recipe: {paper_train.steps * paper_train.batch_size:,} images)")
+
+# %% [markdown]
 # ## Provenance
 
 # %%
-def strip(r):
-    return {k: v for k, v in r.items() if k not in ("images", "labels")}
-
-
 results = {
     "scale": P.scale,
-    "comparable": P.eval.comparable,
+    "comparable": P.comparable,
     "lt_counts": counts,
     "groups": groups,
-    "main": {f"{n}/seed{s}": strip(r) for (n, s), r in main.items()},
+    "main": {f"{n}/seed{s}": {k: v for k, v in r.items() if k not in ("images", "labels")}
+             for (n, s), r in main.items()},
     "verdicts": verdicts,
     "omega_sweep": {n: [[float(o), float(f)] for o, f in v] for n, v in sweep.items()},
     "omega_sweep_pr": sweep_rows,
@@ -549,7 +486,5 @@ results = {
     "eval": {"num_samples": P.eval.num_samples, "sample_steps": P.eval.sample_steps, "omega": P.omega,
              "sweep_samples": P.sweep_samples},
 }
-prov = run.record({"chapter": "cbdm", "projected_h100_s": round(cost["total_s"])})
-results["provenance"] = prov
-display(Markdown(provenance.provenance_table(prov)))
-print(common.save_results("cbdm", results))
+display(Markdown(provenance.provenance_table(finish_chapter(run, "cbdm", results,
+                                                            projected_h100_s=round(cost["total_s"])))))

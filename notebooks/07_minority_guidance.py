@@ -53,26 +53,20 @@ import torch
 from IPython.display import Markdown, display
 
 from lt_diffusion import classify, guidance, longtail, minority, plotting, provenance
-from lt_diffusion.classifier_train import accuracy_vs_t, default_eval_timesteps, train_noisy_classifier
-from lt_diffusion.data import CIFAR10_CLASSES, ImageDataset, balanced_subset, load_cifar10, long_tailed_subset
+from lt_diffusion.classifier_train import accuracy_vs_t, default_eval_timesteps
+from lt_diffusion.data import CIFAR10_CLASSES, ImageDataset
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.experiments import common
+from lt_diffusion.experiments import (DataSpec, DiffusionSpec, build_diffusion, figures, finish_chapter, load_data,
+                                      make_sampler, rarity_table, reference_from_images, save_results,
+                                      start_chapter, train_model)
 from lt_diffusion.experiments.summary import headline, longtail_row
-from lt_diffusion.metrics import (avg_knn_distance, compute_features, feature_stats, fid, local_outlier_factor,
-                                  precision_recall, rarity_score)
-from lt_diffusion.models import EncoderUNetModel
-from lt_diffusion.presets import get_preset
+from lt_diffusion.metrics import compute_features
 from lt_diffusion.sampling import generate
-from lt_diffusion.toy2d import ExactEpsModel, GaussianMixture
+from lt_diffusion.toy2d import ExactEpsModel, ExactModeClassifier, GaussianMixture
 
-P = get_preset("minority_guidance", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE = "" if P.comparable else " (smoke: not comparable)"
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} levels L={P.num_levels} t*={P.perturb_t}/{P.diffusion.steps} "
-      f"draws={P.num_draws} w={P.guidance_scale}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+P, run, device, SMOKE, cost = start_chapter("minority_guidance", SCALE, SEED)
+DIFF = P.arm("backbone").diffusion   # the backbone's forward process; the level classifier is trained on it too
+print(f"levels L={P.num_levels} t*={P.perturb_t}/{DIFF.steps} draws={P.num_draws} w={P.guidance_scale}")
 
 # %% [markdown]
 # ## 1. Why a denoiser plays favourites
@@ -165,14 +159,11 @@ print("official t for T=1000:", minority.official_perturb_timestep(1000))
 # we check that it equals Tweedie's formula {eq}`mg-tweedie` and the mixture form {eq}`mg-mixture`.
 
 # %%
-import matplotlib.pyplot as plt
-from torch import nn
-
 SIGMA_TOY = 0.12
 toy = GaussianMixture(weights=[0.95, 0.05], means=[[-0.6, 0.0], [1.2, 0.6]],
                       covs=[np.eye(2) * SIGMA_TOY ** 2] * 2, labels=[0, 1])   # label = mode: 0 common, 1 rare
-toy_spec = common.DiffusionSpec(steps=1000, noise_schedule="linear", objective="simple")
-toy_diffusion = common.build_diffusion(toy_spec)
+toy_spec = DiffusionSpec(steps=1000, noise_schedule="linear")
+toy_diffusion = build_diffusion(toy_spec)
 oracle = ExactEpsModel(toy, toy_diffusion.alphas_cumprod)
 g_toy = torch.Generator().manual_seed(SEED)
 t_toy = minority.official_perturb_timestep(1000)
@@ -215,21 +206,7 @@ for t in toy_ts:
     x_t_rare = toy_diffusion.q_sample(x_rare, torch.full((200,), t), noise=noise_toy[200:])
     toy_curve["r_rare"].append(float(toy.class_posterior(x_t_rare, float(toy_diffusion.alphas_cumprod[t]))[:, 1].mean()))
 
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-axes[0].scatter(*x0_toy.T, s=4, c="0.6", label="x_0")
-for i in range(200, 400, 8):
-    axes[0].plot([x0_toy[i, 0], x0hat_toy[i, 0]], [x0_toy[i, 1], x0hat_toy[i, 1]], c=plotting.PALETTE[1], lw=0.4)
-axes[0].scatter(*x0hat_toy[:200].T, s=4, c=plotting.PALETTE[0], label="x̂_0 of common points")
-axes[0].scatter(*x0hat_toy[200:].T, s=4, c=plotting.PALETTE[1], label="x̂_0 of rare points")
-axes[0].set_aspect("equal")
-axes[0].legend(fontsize=7, loc="lower right")
-axes[0].set_title(f"posterior means at t={t_toy}")
-plotting.curves(toy_ts, {k: toy_curve[k] for k in ("common mode", "rare mode")}, "t", "mean l(x_0)",
-                ax=axes[1], logy=True, markers=True, title="minority score vs t")
-axes[1].axvline(t_toy, c="0.5", ls=":")
-plotting.curves(toy_ts, {"rare points": toy_curve["r_rare"], "prior weight": [0.05] * len(toy_ts)}, "t",
-                "r_rare(x_t)", ax=axes[2], markers=True, title="how sure the posterior is of the rare mode")
-fig.tight_layout()
+fig = figures.posterior_means_figure(x0_toy, x0hat_toy, 200, t_toy, toy_ts, toy_curve, prior=0.05)
 
 # %% [markdown]
 # Even the ideal denoiser reconstructs the rare mode worse. At small $t$ both modes are recovered; as the noise
@@ -249,9 +226,9 @@ fig.tight_layout()
 # scores. This chapter trains its own at every scale, in the next cell (`book`: the 6.9 M-parameter UNet, 1,200
 # steps of batch 512 on CIFAR-10-LT, about 1.5 minutes of the chapter's H100 budget; `smoke`: a 0.19 M UNet for
 # 8 steps), so it never depends on another chapter's checkpoint being present. A stronger backbone gives better
-# scores and better minority samples (see the limits in §9): to use one, train it with
-# `common.train_model(P.model, P.diffusion, TrainSpec(steps=...), data=lt)` for longer (or load your own
-# state dict into `common.build_model(P.model)`) and pass it as `ema` below; nothing else changes.
+# scores and better minority samples (see the limits in §9): to use one, train the arm longer
+# (`train_model(dataclasses.replace(arm, train=dataclasses.replace(arm.train, steps=...)))`) or load a checkpoint
+# with `load_trained(P.arm("backbone"), path)`, and pass it as `ema` below; nothing else changes.
 # ```
 
 # %% tags=["nbval-check-output"]
@@ -260,18 +237,18 @@ from lt_diffusion.data import lt_class_counts
 print("CIFAR-10-LT (imb 0.01) counts:", lt_class_counts(5000, 10, 0.01), "total", sum(lt_class_counts(5000, 10, 0.01)))
 
 # %%
-full_train = load_cifar10("train")
-lt = long_tailed_subset(full_train, P.imb_factor, P.lt_n_max)
+lt = load_data(P.arm("backbone").data)
 counts = lt.class_counts()
 groups = longtail.class_groups(counts)
 print(f"training set of this run: {len(lt)} images, counts {counts}")
 
 timer = provenance.Stopwatch()
+bt = P.arm("backbone").train
 with timer:
-    _, ema, history = common.train_model(P.model, P.diffusion, P.train, data=lt, seed=SEED, device=device,
-                                         log_every=max(1, P.train.steps // 50))
-diffusion = common.build_diffusion(P.diffusion)
-print(f"trained {P.train.steps} steps × {P.train.batch_size} in {timer.elapsed:.0f} s "
+    trained = train_model(P.arm("backbone"), seed=SEED, device=device, data=lt)
+ema, history = trained.ema, trained.history
+diffusion = build_diffusion(DIFF)
+print(f"trained {bt.steps} steps × {bt.batch_size} in {timer.elapsed:.0f} s "
       f"({history[-1]['images_per_s']:.0f} img/s), final loss {history[-1]['loss']:.4f}")
 
 # %% [markdown]
@@ -322,18 +299,8 @@ top_share = {c: float((levels[lt.labels == c] == P.num_levels - 1).float().mean(
 member = longtail.group_of(groups)
 names = [CIFAR10_CLASSES[c] for c in present]
 colors = [plotting.GROUP_COLORS[member[c]] for c in present]
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-box = axes[0].boxplot([scores[lt.labels == c].numpy() for c in present], whis=(5, 95), showfliers=False,
-                      patch_artist=True, medianprops={"color": "k"})
-for patch, col in zip(box["boxes"], colors):
-    patch.set_facecolor(col)
-    patch.set_alpha(0.6)
-axes[0].set_xticks(range(1, len(present) + 1), names, rotation=45, ha="right")
-axes[0].set_ylabel("minority score l(x_0)")
-axes[0].set_title("score distribution by class (head → tail)" + SMOKE)
-plotting.bar(names, list(top_share.values()), ylabel=f"share in top level {P.num_levels - 1}", colors=colors,
-             ax=axes[1], rotate=45, title=f"uniform share would be {1 / P.num_levels:.2f}")
-fig.tight_layout()
+fig = figures.score_by_class_figure({n: scores[lt.labels == c].numpy() for n, c in zip(names, present)},
+                                   list(top_share.values()), colors, P.num_levels - 1, P.num_levels, SMOKE)
 
 # %%
 rho = longtail.frequency_rank_correlation(mean_by_class, counts)
@@ -349,8 +316,8 @@ print(f"Spearman(class count, mean score) = {rho:+.2f}  (negative: rarer classes
 # ## 5. Ordinal levels and the level classifier
 #
 # The $L$ levels by quantile (each holds about $1/L$ of the data), and the classifier
-# $p_\psi(\tilde l \mid x_t, t)$: the engine's `EncoderUNetModel` trained with `train_noisy_classifier`, exactly as
-# ADM's class classifier, on the levels instead of classes. Every 20th image is held out (the official split
+# $p_\psi(\tilde l \mid x_t, t)$: the engine's `EncoderUNetModel` trained by the `Trainer` with `NoisyClassifierLoss`,
+# exactly as ADM's class classifier, on the levels instead of classes. Every 20th image is held out (the official split
 # holds out 5 %).
 
 # %%
@@ -360,15 +327,11 @@ level_names = [f"level {j}" for j in range(P.num_levels)]
 held = torch.zeros(len(lt), dtype=torch.bool)
 held[::20] = True
 level_train = ImageDataset(lt.images[~held], levels[~held], level_names)
-with torch.random.fork_rng(devices=[]):
-    torch.manual_seed(SEED)
-    level_clf = EncoderUNetModel(P.classifier).to(device)
-ct = P.classifier_train
+ct = P.arm("level_classifier").train
 with timer:
-    clf_run = train_noisy_classifier(level_clf, diffusion, level_train, steps=ct.steps, batch_size=ct.batch_size,
-                                     lr=ct.lr, weight_decay=ct.weight_decay, anneal_lr=True, seed=SEED,
-                                     log_every=max(1, ct.steps // 20))
-print(f"level classifier: {ct.steps} steps in {timer.elapsed:.0f} s ({clf_run.images_per_s:.0f} img/s)")
+    level_clf = train_model(P.arm("level_classifier"), seed=SEED, device=device, data=level_train).model
+print(f"level classifier: {ct.steps} steps in {timer.elapsed:.0f} s ({ct.steps * ct.batch_size / timer.elapsed:.0f} "
+      f"img/s)")
 acc_t = accuracy_vs_t(level_clf, diffusion, lt.images[held], levels[held],
                       timesteps=default_eval_timesteps(diffusion.num_timesteps, P.classifier_eval_timesteps),
                       ordinal=True, seed=SEED)
@@ -378,12 +341,9 @@ acc_t = accuracy_vs_t(level_clf, diffusion, lt.images[held], levels[held],
 # and mean absolute level error on the held-out images against $t$; chance accuracy is $1/L$.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-plotting.curves(acc_t["t"], {"accuracy": acc_t["accuracy"], "chance": [1 / P.num_levels] * len(acc_t["t"])},
-                "t", "held-out accuracy" + SMOKE, ax=axes[0], markers=True)
-plotting.curves(acc_t["t"], {"|level error|": acc_t["mae"]}, "t", "mean |predicted − true level|", ax=axes[1],
-                markers=True)
-fig.tight_layout()
+fig = figures.curve_panels(acc_t["t"], [({"accuracy": acc_t["accuracy"], "chance": [1 / P.num_levels] * len(acc_t["t"])},
+                                        "held-out accuracy" + SMOKE),
+                                       ({"|level error|": acc_t["mae"]}, "mean |predicted − true level|")], "t")
 
 # %% [markdown]
 # ## 6. Sampling with minority guidance
@@ -400,18 +360,7 @@ fig.tight_layout()
 # top level's own distribution; $w < 1$ mixes it with the data, $w > 1$ sharpens it.
 
 # %%
-class ExactModeClassifier(nn.Module):
-    """The toy's exact noisy classifier of its modes: logits = log p_t(k | x_t), (B, 2); t in original steps."""
-
-    def __init__(self, mixture, alphas_cumprod):
-        super().__init__()
-        self.mixture = mixture
-        self.register_buffer("alphas_cumprod", torch.as_tensor(alphas_cumprod))
-
-    def forward(self, x_t, t):
-        return self.mixture.class_posterior(x_t, self.alphas_cumprod[t.long().cpu()]).clamp_min(1e-300).log()
-
-
+print(inspect.getsource(ExactModeClassifier.forward))
 x0_pop, mode_pop = toy.sample(2000, generator=torch.Generator().manual_seed(SEED))
 pop_scores = minority.minority_score(oracle, toy_diffusion, x0_pop, t_toy, **{**toy_kw, "batch_size": 2000})
 pop_levels, _ = minority.minority_levels(pop_scores, 20)
@@ -421,7 +370,7 @@ print(f"toy: {int(in_top.sum())} points in the top level, {int((mode_pop == 1).s
       f"{float(in_top[mode_pop == 1].float().mean()):.0%} of the rare mode is in the top level")
 
 toy_clf = ExactModeClassifier(toy, toy_diffusion.alphas_cumprod)
-toy_sampler = common.build_diffusion(toy_spec, timestep_respacing="100")
+toy_sampler = build_diffusion(toy_spec, timestep_respacing="100")
 x_ref = toy.sample(2000, generator=torch.Generator().manual_seed(SEED + 1), y=1)[0]   # true rare-mode points
 ref_logp = float(toy.log_prob(x_ref, 1.0, torch.ones(len(x_ref), dtype=torch.long)).mean())
 toy_guided, toy_rows = {}, []
@@ -442,14 +391,8 @@ display(plotting.metrics_table(toy_rows, formats={"share in rare mode": ".3f", "
                                                   "mean score l(x)": ".3f"}))
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.1), sharex=True, sharey=True)
-for ax, w in zip(axes, (0.0, 0.5, 1.0, 4.0)):
-    ax.scatter(*x0_pop.T, s=2, c="0.8")
-    ax.scatter(*toy_guided[w][:500].T, s=2, c=plotting.PALETTE[1])
-    ax.set_title(f"w = {w:g}")
-    ax.set_aspect("equal")
-fig.suptitle("toy samples guided to the top level (orange) over the data (grey)")
-fig.tight_layout()
+fig = figures.toy_scatter_row(x0_pop, {f"w = {w:g}": toy_guided[w][:500] for w in (0.0, 0.5, 1.0, 4.0)},
+                              "toy samples guided to the top level (orange) over the data (grey)")
 
 # %% [markdown]
 # What the table and the figure show: the unguided sampler reproduces the rare mode's 5 % share; guidance moves
@@ -467,36 +410,28 @@ fig.tight_layout()
 # images and steering to level 0 typical ones?
 
 # %%
-def sampler(w, level):
-    cond_fn = None if w == 0 else guidance.classifier_cond_fn(level_clf, scale=w, labels=level)
-    return common.make_sampler(P.diffusion, ema, sample_steps=P.sample_steps, cond_fn=cond_fn, device=device)
-
-
-def draw(w, level, n):
-    """n samples guided towards ``level`` with strength w, from the same initial noise for every set."""
-    return generate(sampler(w, level), n, min(P.sample_batch, n), seed=SEED + 100, progress=False, device=device)
-
-
-top_level = P.num_levels - 1
-sets = {}
+top_level, w_main = P.num_levels - 1, P.guidance_scale
+plan = {"unguided": (0.0, None, P.eval.num_samples), f"level {top_level}, w={w_main:g}": (w_main, top_level,
+                                                                                          P.eval.num_samples),
+        f"level 0, w={w_main:g}": (w_main, 0, P.low_samples)}
+plan.update({f"level {top_level}, w={w:g} (sweep)": (w, top_level, P.sweep_samples) for w in P.sweep_scales})
+sets = {}   # every set from the same initial noise (seed), guided towards `level` with strength w
 with timer:
-    sets["unguided"] = draw(0.0, None, P.num_samples)
-    sets[f"level {top_level}, w={P.guidance_scale:g}"] = draw(P.guidance_scale, top_level, P.num_samples)
-    sets[f"level 0, w={P.guidance_scale:g}"] = draw(P.guidance_scale, 0, P.low_samples)
-print(f"sampled {sum(len(v) for v in sets.values())} images in {timer.elapsed:.0f} s")
+    for name, (w, level, n) in plan.items():
+        cond_fn = None if w == 0 else guidance.classifier_cond_fn(level_clf, scale=w, labels=level)
+        sampler = make_sampler(DIFF, ema, sample_steps=P.eval.sample_steps, cond_fn=cond_fn, device=device)
+        sets[name] = generate(sampler, n, min(P.eval.batch_size, n), seed=SEED + 100, progress=False, device=device)
+sweep = {w: sets.pop(f"level {top_level}, w={w:g} (sweep)") for w in P.sweep_scales}
+print(f"sampled {sum(len(v) for v in sets.values())} images (and the w sweep) in {timer.elapsed:.0f} s")
 plotting.image_rows({name: imgs[:10] for name, imgs in sets.items()},
-                    title=f"same noise, {P.sample_steps}-step ancestral sampler" + SMOKE, cell_size=0.75);
+                    title=f"same noise, {P.eval.sample_steps}-step ancestral sampler" + SMOKE, cell_size=0.75);
 
 # %% [markdown]
 # **Question (the second control figure):** how does the guidance strength $w$ trade typicality for rarity?
 # Rows: $w$ from the sweep, steering to the top level, same noise.
 
 # %%
-sweep = {}
-with timer:
-    for w in P.sweep_scales:
-        sweep[w] = draw(w, top_level, P.sweep_samples)
-print(f"w sweep: {len(P.sweep_scales)} × {P.sweep_samples} samples in {timer.elapsed:.0f} s")
+print(f"w sweep: {len(P.sweep_scales)} × {P.sweep_samples} samples")
 plotting.image_rows({f"w={w:g}": imgs[:10] for w, imgs in sweep.items()},
                     title=f"towards level {top_level}" + SMOKE, cell_size=0.75);
 
@@ -514,38 +449,23 @@ plotting.image_rows({f"w={w:g}": imgs[:10] for w, imgs in sweep.items()},
 real_idx = torch.arange(len(lt)) if P.metric_real_images is None else \
     torch.linspace(0, len(lt) - 1, P.metric_real_images).long()
 with timer:
-    real_feats = compute_features(lt.images[real_idx], progress=False)
-    real_stats = feature_stats(real_feats) if P.comparable else None   # FID reference, computed once
+    REF = reference_from_images(lt.images[real_idx], "CIFAR-10-LT train")   # FID / precision-recall reference
+    real_feats = REF.feats
     all_sets = {**sets, **{f"level {top_level}, w={w:g} (sweep)": v for w, v in sweep.items()}}
     feats = {name: compute_features(imgs, progress=False) for name, imgs in all_sets.items()}
 print(f"Inception features of {len(real_idx)} real + {sum(len(v) for v in all_sets.values())} generated images "
       f"in {timer.elapsed:.0f} s")
 
-
-# LOF is fitted once on the real features and applied to every set at once (its API refits per call).
-names_all = list(all_sets)
-lof_all = local_outlier_factor(np.concatenate([feats[n] for n in names_all]), real_feats,
-                               k=min(20, len(real_feats) - 1))
-offsets = np.cumsum([0] + [len(feats[n]) for n in names_all])
-lof = {n: lof_all[offsets[i]:offsets[i + 1]] for i, n in enumerate(names_all)}
-
-
-def rarity_row(label, name, with_fid):
-    """One table row; FID (a 2048-d matrix square root, slow on CPU and meaningless at smoke n) only when asked."""
-    imgs, f = all_sets[name], feats[name]
-    p, r = precision_recall(real_feats, f, k=3, device=device)
-    rs = rarity_score(f, real_feats, k=3, device=device)
-    ms = minority.minority_score(ema, diffusion, imgs, P.perturb_t, num_draws=P.num_draws,
-                                 batch_size=P.score_batch, seed=SEED, device=device)
-    return {"set": label, "n": len(imgs), "FID vs LT train": fid(f, real_stats, progress=False) if with_fid else None,
-            "precision": p, "recall": r, "AvgkNN": float(avg_knn_distance(f, real_feats, k=5, device=device).mean()),
-            "LOF": float(np.mean(lof[name])), "rarity": rs.mean, "outside": rs.num_outside / len(imgs),
-            "minority score": float(ms.mean())}
-
-
-with timer:
-    metric_rows = [rarity_row(name, name, P.comparable) for name in sets]
-    sweep_rows = [rarity_row(f"w={w:g}", f"level {top_level}, w={w:g} (sweep)", False) for w in sweep]
+with timer:   # FID only for the main sets, and not at smoke (meaningless at its n)
+    rarity = rarity_table(feats, REF, fid_sets=list(sets) if P.comparable else (), device=device)
+    metric_rows, sweep_rows = [], []
+    for label, name, rows in ([(n, n, metric_rows) for n in sets]
+                              + [(f"w={w:g}", f"level {top_level}, w={w:g} (sweep)", sweep_rows) for w in sweep]):
+        ms = minority.minority_score(ema, diffusion, all_sets[name], P.perturb_t, num_draws=P.num_draws,
+                                     batch_size=P.score_batch, seed=SEED, device=device)
+        r = rarity[name]
+        rows.append({"set": label, "n": len(all_sets[name]), "FID vs LT train": r.pop("FID"), **r,
+                     "minority score": float(ms.mean())})
 print(f"metrics in {timer.elapsed:.0f} s")
 fmt = {"FID vs LT train": ".1f", "precision": ".3f", "recall": ".3f", "AvgkNN": ".2f", "LOF": ".3f",
        "rarity": ".2f", "outside": ".2f", "minority score": ".3f"}
@@ -555,13 +475,11 @@ display(Markdown(f"w sweep towards level {top_level} (n = {P.sweep_samples} each
 display(plotting.metrics_table(sweep_rows, formats=fmt))
 
 # %%
-ws = list(P.sweep_scales)
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-plotting.curves(ws, {"AvgkNN": [r["AvgkNN"] for r in sweep_rows]}, "w", "AvgkNN (↑ rarer)", ax=axes[0], markers=True)
-plotting.curves(ws, {"LOF": [r["LOF"] for r in sweep_rows]}, "w", "LOF (↑ rarer)", ax=axes[1], markers=True)
-plotting.curves(ws, {"precision": [r["precision"] for r in sweep_rows], "recall": [r["recall"] for r in sweep_rows]},
-                "w", "precision / recall" + SMOKE, ax=axes[2], markers=True)
-fig.tight_layout()
+col = {m: [r[m] for r in sweep_rows] for m in ("AvgkNN", "LOF", "precision", "recall")}
+fig = figures.curve_panels(list(P.sweep_scales), [({"AvgkNN": col["AvgkNN"]}, "AvgkNN (↑ rarer)"),
+                                                  ({"LOF": col["LOF"]}, "LOF (↑ rarer)"),
+                                                  ({m: col[m] for m in ("precision", "recall")},
+                                                   "precision / recall" + SMOKE)], "w")
 
 # %% [markdown]
 # ## 8. Which classes do the guided samples belong to?
@@ -573,17 +491,12 @@ fig.tight_layout()
 # first; its mistakes blur the histograms.
 
 # %%
-labeller_data = full_train if P.labeller_images is None else balanced_subset(full_train, P.labeller_images)
-test = load_cifar10("test")
-test = test if P.test_images >= len(test) else balanced_subset(test, P.test_images)
-lt_ = P.labeller_train
-labeller = classify.build_classifier(P.labeller_arch, 10, seed=SEED, device=device)
+lab = P.arm("labeller")
+test = load_data(DataSpec(split="test", num_images=P.test_images))
 with timer:
-    lab_run = classify.train_classifier(labeller, [(labeller_data.images, labeller_data.labels, lt_.batch_size)],
-                                        steps=lt_.steps, lr=lt_.lr, weight_decay=lt_.weight_decay,
-                                        warmup_steps=lt_.warmup_steps, seed=SEED)
+    labeller = train_model(lab, seed=SEED, device=device).model
 lab_eval = classify.evaluate_classifier(labeller, test.images, test.labels)
-print(f"labeller ({P.labeller_arch}, {lt_.steps} steps on {len(labeller_data)} balanced images, "
+print(f"labeller ({lab.model}, {lab.train.steps} steps on {len(load_data(lab.data))} balanced images, "
       f"{timer.elapsed:.0f} s): test accuracy {lab_eval['accuracy']:.3f}{SMOKE}")
 
 hist = {"LT training data": np.asarray(counts, dtype=float) / sum(counts)}
@@ -650,30 +563,16 @@ display(plotting.metrics_table([{"claim (paper, qualitative)": c, f"holds here{S
 # ## Provenance
 
 # %%
-results = {
-    "scale": P.scale,
-    "comparable": P.comparable,
-    "lt_counts": counts,
-    "perturb_t": P.perturb_t,
-    "num_levels": P.num_levels,
-    "level_thresholds": thresholds.tolist(),
-    "score_mean_by_class": mean_by_class,
-    "score_count_spearman": rho,
-    "level_classifier_accuracy_vs_t": acc_t,
-    "metrics": metric_rows,
-    "sweep": sweep_rows,
-    "labeller_test_accuracy": lab_eval["accuracy"],
-    "class_histograms": {k: np.asarray(v).tolist() for k, v in hist.items()},
-    "tail_share": share,
-    "claims": {c: bool(ok) for c, ok in claims},
-    "toy_mean_score": {"common": float(toy_ms[:200].mean()), "rare": float(toy_ms[200:].mean())},
-    "toy_score_vs_t": {"t": toy_ts, **toy_curve},
-    "toy_guidance": toy_rows,
-}
-prov = run.record({"chapter": "minority_guidance", "projected_h100_s": round(cost["total_s"])})
-results["provenance"] = prov
-display(Markdown(provenance.provenance_table(prov)))
-print(common.save_results("minority_guidance", results))
+results = {"scale": P.scale, "comparable": P.comparable, "lt_counts": counts, "perturb_t": P.perturb_t,
+           "num_levels": P.num_levels, "level_thresholds": thresholds.tolist(), "score_mean_by_class": mean_by_class,
+           "score_count_spearman": rho, "level_classifier_accuracy_vs_t": acc_t, "metrics": metric_rows,
+           "sweep": sweep_rows, "labeller_test_accuracy": lab_eval["accuracy"],
+           "class_histograms": {k: np.asarray(v).tolist() for k, v in hist.items()}, "tail_share": share,
+           "claims": {c: bool(ok) for c, ok in claims},
+           "toy_mean_score": {"common": float(toy_ms[:200].mean()), "rare": float(toy_ms[200:].mean())},
+           "toy_score_vs_t": {"t": toy_ts, **toy_curve}, "toy_guidance": toy_rows}
+display(Markdown(provenance.provenance_table(finish_chapter(run, "minority_guidance", results,
+                                                            projected_h100_s=round(cost["total_s"])))))
 
 # %% [markdown]
 # The chapter's headline for the [results page](../book/results.md) and its rows of the CIFAR-10-LT table: the
@@ -690,4 +589,4 @@ results["longtail"] = [
     longtail_row(f"minority guidance: {r['set']}", fid=r["FID vs LT train"], recall=r["recall"],
                  note="FID against the long-tailed train set")
     for r in (base, main_top)]
-print("wrote", common.save_results("minority_guidance", results))
+print("wrote", save_results("minority_guidance", results))

@@ -37,9 +37,9 @@
 # the `smoke` scale on a CPU where no GPU run exists yet (then the figures show that the code runs, and the
 # numbers mean nothing). The provenance cell gives the scale, device,
 # commit, seeds and wall time. Rerun at full scale with
-# `papermill notebooks/08_diffusion_inversion.ipynb out.ipynb -p SCALE book`: one run, about 7 minutes projected on
-# an H100 by the preset's `projected_gpu_seconds()` (printed below), so the chapter fits one 10-minute device call
-# and is not split into two runs.
+# `papermill notebooks/08_diffusion_inversion.ipynb out.ipynb -p SCALE book`: one run, about 6 minutes projected on
+# an H100 by `projected_gpu_seconds` (printed below), so the chapter fits one 10-minute device call and is not split
+# into two runs.
 
 # %% tags=["parameters"]
 SCALE = "smoke"
@@ -61,23 +61,20 @@ import torch
 from IPython.display import Markdown, display
 
 from lt_diffusion import classify, inversion, longtail, plotting, provenance
-from lt_diffusion.data import CIFAR10_CLASSES, balanced_subset, load_cifar10, long_tailed_subset
-from lt_diffusion.experiments import common
+from lt_diffusion.data import CIFAR10_CLASSES
+from lt_diffusion.experiments import (DataSpec, build_diffusion, classifier_accuracy, finish_chapter, load_data,
+                                      make_sampler, save_results, start_chapter, train_model)
 from lt_diffusion.experiments.summary import headline, longtail_row
 from lt_diffusion.metrics import lpips_distance
-from lt_diffusion.presets import get_preset
-from lt_diffusion.presets.inversion import N_GRID_PER_CLASS, N_LT_ARMS, N_REC, N_T_EVAL
 from lt_diffusion.sampling import generate
+from lt_diffusion.train import warmup_cosine_lr
 
-P = get_preset("diffusion_inversion", SCALE)
-run = provenance.start_run(SCALE, SEED)
-device = common.default_device()
-SMOKE = "" if P.comparable else " (smoke: not comparable)"
+P, run, device, SMOKE, cost = start_chapter("diffusion_inversion", SCALE, SEED)
+GEN = P.arm("generator")   # the class-table generator; "generator_lt" has the same recipe on CIFAR-10-LT
 SHORT = {"airplane": "plane", "automobile": "car"}   # column labels of the narrow image grids
-cost = P.projected_gpu_seconds()
-print(f"scale={P.scale} device={device} cond_dim={P.model.cond_dim} invert {P.invert_steps} steps/group "
-      f"of {P.invert_group}, DDIM-{P.sample_steps} η={P.eta} g={P.guidance_g}")
-print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min  | {P.note}")
+print(f"cond_dim={GEN.model.cond_dim} invert {P.invert_steps} steps/group of {P.invert_group}, "
+      f"DDIM-{P.eval.sample_steps} η={P.eta} g={P.guidance_g}")
+
 
 # %% [markdown]
 # ## 1. The method
@@ -130,7 +127,8 @@ print(inspect.getsource(inversion.learn_embeddings))
 
 # %%
 print(inspect.getsource(inversion.variation_conditions))
-print(inspect.getsource(inversion.make_cond_sampler))
+print(inspect.getsource(make_sampler))
+
 
 # %% [markdown]
 # The classifier recipe of the official `train_net.py` (papers.md §7.3): ResNet-18 with a 3×3 stem, SGD with
@@ -138,13 +136,15 @@ print(inspect.getsource(inversion.make_cond_sampler))
 
 # %%
 print(inspect.getsource(classify.resnet18_cifar))
-print(inspect.getsource(classify.warmup_cosine_lr))
+print(inspect.getsource(warmup_cosine_lr))
+
 
 # %% [markdown]
 # The learning-rate schedule at a few steps of a 1,000-step run with 100 warm-up steps (deterministic):
 
 # %% tags=["nbval-check-output"]
-print([round(classify.warmup_cosine_lr(s, 1000, 0.1, 100), 5) for s in (0, 50, 100, 550, 999)])
+print([round(warmup_cosine_lr(s, 1000, 0.1, 100), 5) for s in (0, 50, 100, 550, 999)])
+
 
 # %% [markdown]
 # ## 2. Pretraining the generator
@@ -156,42 +156,19 @@ print([round(classify.warmup_cosine_lr(s, 1000, 0.1, 100), 5) for s in (0, 50, 1
 # table are frozen (`requires_grad_(False)`); nothing below changes a weight of the generator.
 
 # %%
-full_train = load_cifar10("train")
-test = load_cifar10("test")
-test = test if P.test_images >= len(test) else balanced_subset(test, P.test_images)
-n_pre = P.pretrain.num_train_images
-pre_data = full_train if n_pre is None else balanced_subset(full_train, n_pre)
-diffusion = common.build_diffusion(P.diffusion)
-sample_diffusion = common.build_diffusion(P.diffusion, timestep_respacing=P.sample_steps)
-tp = P.pretrain
-
-
-def pretrain(data, seed):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        gen = inversion.ClassTableGenerator(P.model, num_classes=10)
-    _, ema_gen, hist = inversion.pretrain_generator(
-        gen, diffusion, data, steps=tp.steps, batch_size=tp.batch_size, lr=tp.lr, p_uncond=P.p_uncond,
-        warmup_steps=tp.warmup_steps, ema_rate=tp.ema_rate, grad_clip=tp.grad_clip, bf16=tp.bf16,
-        random_flip=tp.random_flip, device=device, seed=seed, log_every=max(1, tp.steps // 50))
-    return ema_gen.requires_grad_(False), hist
-
-
-def class_grid(gen, seed):
-    """N_GRID_PER_CLASS samples of every class from the table rows (plain class-conditional CFG, null row as ∅)."""
-    sampler = inversion.make_cond_sampler(sample_diffusion, gen, guidance_scale=P.guidance_g, key="y", eta=P.eta,
-                                          device=device)
-    k = N_GRID_PER_CLASS
-    imgs = generate(sampler, 10 * k, min(P.sample_batch, 10 * k), labels=torch.arange(10).repeat_interleave(k),
-                    seed=seed, progress=False, device=device)
-    return {CIFAR10_CLASSES[c]: imgs[c * k:(c + 1) * k] for c in range(10)}
-
-
+test = load_data(DataSpec(split="test", num_images=P.test_images))
+diffusion = build_diffusion(GEN.diffusion)
+# DDIM with CFG in the "g" convention: from the table's rows (labels, the null row as ∅), or from vectors
+sampling = dict(sample_steps=P.eval.sample_steps, method="ddim", eta=P.eta, guidance_scale=P.guidance_g,
+                convention="g", device=device)
 timer = provenance.Stopwatch()
 with timer:
-    G, G_hist = pretrain(pre_data, SEED)
-print(f"generator (all {len(pre_data)} images): {tp.steps} steps × {tp.batch_size} in {timer.elapsed:.0f} s, "
-      f"final loss {G_hist[-1]['loss']:.4f}")
+    pre = train_model(GEN, seed=SEED, device=device)
+G, G_hist = pre.ema.requires_grad_(False), pre.history
+cls_sampler = make_sampler(GEN.diffusion, G, **sampling)
+print(f"generator (all {len(load_data(GEN.data))} images): {GEN.train.steps} steps × {GEN.train.batch_size} in "
+      f"{timer.elapsed:.0f} s, final loss {G_hist[-1]['loss']:.4f}")
+
 
 # %% [markdown]
 # **Question:** has the generator learned the classes? Its pretraining loss, then eight samples of every class drawn
@@ -203,8 +180,12 @@ fig = plotting.curves(None, {"training ε-MSE (online weights)": ([h["step"] for
                       "pretraining step", "loss" + SMOKE, logy=True, title="generator pretraining (all CIFAR-10)")
 
 # %%
-fig = plotting.image_rows(class_grid(G, SEED + 5), title="class-conditional samples of the frozen generator" + SMOKE,
-                          cell_size=0.5)
+k = P.grid_per_class
+imgs = generate(cls_sampler, 10 * k, min(P.eval.batch_size, 10 * k), labels=torch.arange(10).repeat_interleave(k),
+                seed=SEED + 5, progress=False, device=device)
+fig = plotting.image_rows({CIFAR10_CLASSES[c]: imgs[c * k:(c + 1) * k] for c in range(10)},
+                          title="class-conditional samples of the frozen generator" + SMOKE, cell_size=0.5)
+
 
 # %% [markdown]
 # ## 3. Stage 1 on a scarce real set
@@ -218,7 +199,7 @@ fig = plotting.image_rows(class_grid(G, SEED + 5), title="class-conditional samp
 # this scale).
 
 # %%
-scarce = balanced_subset(full_train, P.scarce_images)
+scarce = load_data(DataSpec(num_images=P.scarce_images))
 init = inversion.initial_embeddings(G, scarce.labels, len(scarce), init=P.invert_init)
 with timer:
     inv = inversion.learn_embeddings(G, diffusion, scarce.images, init, steps=P.invert_steps,
@@ -251,7 +232,7 @@ fig = plotting.curves(None, {"ε-MSE (per step)": (np.arange(1, len(curve) + 1),
 # A cleaner answer is to hold $t$ and $\epsilon$ fixed and swap only the conditioning. `denoising_loss` evaluates
 # Eq. {eq}`di-inversion` at fixed timesteps, with the same noise for every conditioning. Its noise comes from a
 # separate seeded stream, not from the draws the optimisation fitted. We compare four conditionings on
-# `N_REC` scarce images: the learned $c_i$, the class vector it started from, the mean learned vector $\bar c$ and
+# `n_rec` scarce images: the learned $c_i$, the class vector it started from, the mean learned vector $\bar c$ and
 # the null row. The figure shows each loss divided by the null row's loss at the same $(t, \epsilon)$. Values below 1
 # mean that the conditioning tells the network something about this image.
 
@@ -259,10 +240,10 @@ fig = plotting.curves(None, {"ε-MSE (per step)": (np.arange(1, len(curve) + 1),
 print(inspect.getsource(inversion.denoising_loss))
 
 # %%
-n_rec = min(N_REC, len(scarce))
+n_rec = min(P.n_rec, len(scarce))
 rec_idx = torch.linspace(0, len(scarce) - 1, n_rec).long()
 T = diffusion.num_timesteps
-t_eval = torch.linspace(0, T - 1, N_T_EVAL).round().long()
+t_eval = torch.linspace(0, T - 1, P.t_eval_points).round().long()
 c_bar = inversion.mean_embedding(emb)
 conds_eval = {"learned c_i": emb[rec_idx], "class vector (init)": class_vecs[scarce.labels[rec_idx]],
               "mean learned c̄": c_bar, "null row": null_vec}
@@ -286,18 +267,14 @@ display(plotting.metrics_table(dl_rows, formats={"ε-MSE (mean over t)": ".5f", 
 # images: the original; two samples from its own vector $c_i$ (Eq. {eq}`di-cfg` with $\bar c$; two sampler seeds); a
 # sample from $c_i$ guided away from the **null row** instead of $\bar c$; and a sample from its class vector
 # (plain class-conditional CFG). Columns that share a seed share their initial noise and every sampler draw, so
-# their differences come from the conditioning alone. Below: LPIPS distances over all `N_REC` images. For each
+# their differences come from the conditioning alone. Below: LPIPS distances over all `n_rec` images. For each
 # sampler we report its distance to the originals. The distance between the two seeds of $c_i$ shows how much
 # variety the sampler's own noise adds around one learned vector.
 
 # %%
-inv_sampler = inversion.make_cond_sampler(sample_diffusion, G, guidance_scale=P.guidance_g, null_cond=c_bar,
-                                          eta=P.eta, device=device)
-null_sampler = inversion.make_cond_sampler(sample_diffusion, G, guidance_scale=P.guidance_g, null_cond=null_vec,
-                                           eta=P.eta, device=device)
-cls_sampler = inversion.make_cond_sampler(sample_diffusion, G, guidance_scale=P.guidance_g, key="y", eta=P.eta,
-                                          device=device)
-bs_rec = min(P.sample_batch, n_rec)
+inv_sampler = make_sampler(GEN.diffusion, G, null_cond=c_bar, **sampling)      # ∅ = the mean learned vector
+null_sampler = make_sampler(GEN.diffusion, G, null_cond=null_vec, **sampling)   # ∅ = the table's null row
+bs_rec = min(P.eval.batch_size, n_rec)
 seed_a, seed_b = SEED + 20, SEED + 21
 rec = {
     "from c_i": generate(inv_sampler, n_rec, bs_rec, labels=emb[rec_idx], seed=seed_a, progress=False, device=device),
@@ -332,7 +309,7 @@ recon = {r["sampler"]: r["LPIPS to original"] for r in recon_rows}
 # ## 4. Stage 2: perturbation and interpolation
 #
 # **Question:** how far can a vector be moved before the samples stop looking like their image? For every λ of
-# the grid, the same `N_REC` images are sampled from $c_i + \lambda\xi$ (one fixed $\xi$ per image, the same
+# the grid, the same `n_rec` images are sampled from $c_i + \lambda\xi$ (one fixed $\xi$ per image, the same
 # sampler seed as the $\lambda = 0$ row above), so each row differs from the others only through λ. The scale to
 # compare λ with is printed first: $\|\lambda\xi\| \approx \lambda\sqrt{D}$ against the norm of the vectors.
 
@@ -407,47 +384,33 @@ wanted = torch.arange(n_gen) % 10
 conds, src = inversion.variation_conditions(emb, scarce.labels, wanted, strength=P.interp_strength,
                                             noise=P.emb_noise, seed=SEED)
 with timer:
-    gen_images = generate(inv_sampler, n_gen, min(P.sample_batch, n_gen), labels=conds, seed=SEED + 1000,
+    gen_images = generate(inv_sampler, n_gen, min(P.eval.batch_size, n_gen), labels=conds, seed=SEED + 1000,
                           progress=False, device=device)
 gen_time = timer.elapsed
 throughput = n_gen / gen_time
-print(f"generated {n_gen} images (DDIM-{P.sample_steps}, CFG: 2 forwards/step, batch {min(P.sample_batch, n_gen)}) "
+print(f"generated {n_gen} images (DDIM-{P.eval.sample_steps}, CFG: 2 forwards/step, batch "
+      f"{min(P.eval.batch_size, n_gen)}) "
       f"in {gen_time:.1f} s = {throughput:.0f} img/s on {provenance.device_name()}")
 fig = plotting.sample_grid(gen_images[:40], nrow=10, title="generated training images (first 40)" + SMOKE)
 
 
 # %%
-def fit(sources, steps, augment=True, seed=SEED):
-    net = classify.build_classifier(P.clf_arch, 10, seed=seed, device=device)
-    res = classify.train_classifier(net, sources, steps=steps, lr=P.clf_lr, warmup_steps=P.clf_warmup,
-                                    augment=augment, seed=seed)
-    out = classify.evaluate_classifier(net, test.images, test.labels)
-    out["wall_s"] = res.wall_s
-    return out
-
-
+CLF = {True: P.arm("classifier"), False: P.arm("classifier_noaug")}   # with / without random crop + flip
+plan = [(f"real ({n})", n, 0, True) for n in P.real_sizes]
+for n in P.gen_sizes:
+    plan += [(f"generated ({n})", 0, n, True), (f"real + generated ({len(scarce)} + {n})", len(scarce), n, True)]
+# the same two ends without random crop + flip: what standard augmentation alone buys (Section 6: the long tail)
+plan += [(f"real ({len(scarce)}), no augmentation", len(scarce), 0, False),
+         (f"real + generated ({len(scarce)} + {n_gen}), no augmentation", len(scarce), n_gen, False)]
 scarce_rows = []
 with timer:
-    for n in P.real_sizes:
-        real_n = scarce if n == len(scarce) else balanced_subset(full_train, n)
-        r = fit([(real_n.images, real_n.labels, P.clf_batch)], P.clf_steps_scarce)
-        scarce_rows.append({"training data": f"real ({n})", "real": n, "generated": 0, "augment": True, **r})
-    for n in P.gen_sizes:
-        r = fit([(gen_images[:n], wanted[:n], P.clf_batch)], P.clf_steps_scarce)
-        scarce_rows.append({"training data": f"generated ({n})", "real": 0, "generated": n, "augment": True, **r})
-        mix_x, mix_y = torch.cat([scarce.images, gen_images[:n]]), torch.cat([scarce.labels, wanted[:n]])
-        r = fit([(mix_x, mix_y, P.clf_batch)], P.clf_steps_scarce)
-        scarce_rows.append({"training data": f"real + generated ({len(scarce)} + {n})", "real": len(scarce),
-                            "generated": n, "augment": True, **r})
-    # the same two ends without random crop + flip: what standard augmentation alone buys (Section 6 does the same
-    # on the long tail)
-    r = fit([(scarce.images, scarce.labels, P.clf_batch)], P.clf_steps_scarce, augment=False)
-    scarce_rows.append({"training data": f"real ({len(scarce)}), no augmentation", "real": len(scarce),
-                        "generated": 0, "augment": False, **r})
-    r = fit([(mix_x, mix_y, P.clf_batch)], P.clf_steps_scarce, augment=False)
-    scarce_rows.append({"training data": f"real + generated ({len(scarce)} + {n_gen}), no augmentation",
-                        "real": len(scarce), "generated": n_gen, "augment": False, **r})
-print(f"{len(scarce_rows)} classifiers × {P.clf_steps_scarce} steps in {timer.elapsed:.0f} s")
+    for name, n_real, n_gen_k, aug in plan:
+        real_n = scarce if n_real in (0, len(scarce)) else load_data(DataSpec(num_images=n_real))
+        scarce_rows.append({"training data": name, "real": n_real, "generated": n_gen_k, "augment": aug,
+                            **classifier_accuracy(CLF[aug], torch.cat([real_n.images[:n_real], gen_images[:n_gen_k]]),
+                                                  torch.cat([real_n.labels[:n_real], wanted[:n_gen_k]]), test,
+                                                  seed=SEED, device=device)})
+print(f"{len(scarce_rows)} classifiers × {CLF[True].train.steps} steps in {timer.elapsed:.0f} s")
 display(plotting.metrics_table([{k: v for k, v in r.items() if k not in ("per_class", "balanced_accuracy")}
                                 for r in scarce_rows],
                                formats={"accuracy": ".3f", "wall_s": ".1f"}))
@@ -466,7 +429,7 @@ mixed = [(r["real"] + r["generated"], r["accuracy"]) for r in aug_rows if r["rea
 fig = plotting.curves(None, {"real only": tuple(zip(*real_curve)), "generated only": tuple(zip(*gen_only)),
                              f"{len(scarce)} real + generated": tuple(zip(*mixed))},
                       "training images", "test accuracy" + SMOKE, markers=True, logx=True,
-                      title=f"accuracy vs data size ({P.clf_arch}, {P.clf_steps_scarce} steps each)")
+                      title=f"accuracy vs data size ({CLF[True].model}, {CLF[True].train.steps} steps each)")
 
 # %%
 real_acc = real_curve[0][1]
@@ -487,12 +450,11 @@ display(Markdown("`reading`: *inside* = interpolated on the real-only curve; *be
 # real or real + generated images, trained with or without random crop + flip.
 
 # %%
-def corner(real, gen, aug):
-    return next(r["accuracy"] for r in scarce_rows if (r["real"], r["generated"], r["augment"]) == (real, gen, aug))
-
-
-aug_table = [{"training data": name, "no augmentation": corner(len(scarce), g, False),
-              "random crop + flip": corner(len(scarce), g, True)}
+corner = {}   # (real, generated, augment) -> accuracy; the first run of each corner
+for r in scarce_rows:
+    corner.setdefault((r["real"], r["generated"], r["augment"]), r["accuracy"])
+aug_table = [{"training data": name, "no augmentation": corner[(len(scarce), g, False)],
+              "random crop + flip": corner[(len(scarce), g, True)]}
              for name, g in ((f"real ({len(scarce)})", 0), (f"real + generated ({n_gen})", n_gen))]
 display(plotting.metrics_table(aug_table, formats={"no augmentation": ".3f", "random crop + flip": ".3f"}))
 
@@ -520,14 +482,15 @@ display(plotting.metrics_table(aug_table, formats={"no augmentation": ".3f", "ra
 # the head, middle and tail classes (`longtail.class_groups`).
 
 # %%
-lt = long_tailed_subset(full_train, P.imb_factor, P.lt_n_max)
+lt = load_data(P.arm("generator_lt").data)
 counts = lt.class_counts()
 groups = longtail.class_groups(counts)
-to_gen = list(P.lt_to_generate)
+to_gen = [max(0, P.balance_to - n) for n in counts]   # generate every class up to balance_to
 print("LT counts:", counts, "| generated per class:", to_gen)
 with timer:
-    G_lt, G_lt_hist = pretrain(lt, SEED + 1)
-print(f"LT-only generator: {tp.steps} steps × {tp.batch_size} on {len(lt)} images in {timer.elapsed:.0f} s, "
+    pre_lt = train_model(P.arm("generator_lt"), seed=SEED + 1, device=device, data=lt)
+G_lt, G_lt_hist = pre_lt.ema.requires_grad_(False), pre_lt.history
+print(f"LT-only generator: {GEN.train.steps} steps × {GEN.train.batch_size} on {len(lt)} images in {timer.elapsed:.0f} s, "
       f"final loss {G_lt_hist[-1]['loss']:.4f}")
 
 # %%
@@ -545,12 +508,9 @@ print(f"inverted {len(lt_inv_labels)} images of classes {invert_classes} in {tim
 wanted_lt = torch.repeat_interleave(torch.arange(10), torch.tensor(to_gen))
 conds_lt, _ = inversion.variation_conditions(inv_lt.embeddings, lt_inv_labels, wanted_lt,
                                              strength=P.interp_strength, noise=P.emb_noise, seed=SEED + 1)
-inv_sampler_lt = inversion.make_cond_sampler(sample_diffusion, G_lt, guidance_scale=P.guidance_g,
-                                             null_cond=inversion.mean_embedding(inv_lt.embeddings), eta=P.eta,
-                                             device=device)
-cls_sampler_lt = inversion.make_cond_sampler(sample_diffusion, G_lt, guidance_scale=P.guidance_g, key="y",
-                                             eta=P.eta, device=device)
-bs = min(P.sample_batch, len(wanted_lt))
+inv_sampler_lt = make_sampler(GEN.diffusion, G_lt, null_cond=inversion.mean_embedding(inv_lt.embeddings), **sampling)
+cls_sampler_lt = make_sampler(GEN.diffusion, G_lt, **sampling)
+bs = min(P.eval.batch_size, len(wanted_lt))
 with timer:
     lt_gen_inv = generate(inv_sampler_lt, len(wanted_lt), bs, labels=conds_lt, seed=SEED + 2000, progress=False,
                           device=device)
@@ -577,25 +537,21 @@ fig = plotting.image_rows(tail_rows, title="tail classes: real, inversion sample
 # %%
 lt_x_inv, lt_x_cls = torch.cat([lt.images, lt_gen_inv]), torch.cat([lt.images, lt_gen_cls])
 lt_y_gen = torch.cat([lt.labels, wanted_lt])
-arms = {
-    "(i) LT real, crop+flip": ([(lt.images, lt.labels, P.clf_batch)], True),
-    "(i') LT real, no augmentation": ([(lt.images, lt.labels, P.clf_batch)], False),
-    "(ii) LT real + inversion, crop+flip": ([(lt_x_inv, lt_y_gen, P.clf_batch)], True),
-    "(ii') LT real + inversion, no augmentation": ([(lt_x_inv, lt_y_gen, P.clf_batch)], False),
-    "(iii) LT real + class-conditional, crop+flip": ([(lt_x_cls, lt_y_gen, P.clf_batch)], True),
+CLF_LT = {True: P.arm("classifier_lt"), False: P.arm("classifier_lt_noaug")}
+runs = {
+    "(i) LT real, crop+flip": (lt.images, lt.labels, True),
+    "(i') LT real, no augmentation": (lt.images, lt.labels, False),
+    "(ii) LT real + inversion, crop+flip": (lt_x_inv, lt_y_gen, True),
+    "(ii') LT real + inversion, no augmentation": (lt_x_inv, lt_y_gen, False),
+    "(iii) LT real + class-conditional, crop+flip": (lt_x_cls, lt_y_gen, True),
 }
-assert len(arms) == N_LT_ARMS   # the preset's cost model counts these runs
-lt_results = {}
 with timer:
-    for name, (sources, aug) in arms.items():
-        lt_results[name] = fit(sources, P.clf_steps_lt, augment=aug)
-print(f"{len(arms)} long-tail classifiers × {P.clf_steps_lt} steps in {timer.elapsed:.0f} s")
-lt_table = []
-for name, r in lt_results.items():
-    row = {"arm": name, "balanced accuracy": r["balanced_accuracy"]}
-    for gname, cs in groups.items():
-        row[f"{gname} acc."] = float(np.nanmean([r["per_class"][c] for c in cs]))
-    lt_table.append(row)
+    lt_results = {name: classifier_accuracy(CLF_LT[aug], x, y, test, seed=SEED, device=device)
+                  for name, (x, y, aug) in runs.items()}
+print(f"{len(runs)} long-tail classifiers × {CLF_LT[True].train.steps} steps in {timer.elapsed:.0f} s")
+lt_table = [{"arm": name, "balanced accuracy": r["balanced_accuracy"],
+             **{f"{g} acc.": v for g, v in longtail.group_means(r["per_class"], groups).items()}}
+            for name, r in lt_results.items()]
 display(plotting.metrics_table(lt_table, formats={k: ".3f" for k in lt_table[0] if k != "arm"}))
 
 # %% [markdown]
@@ -603,13 +559,13 @@ display(plotting.metrics_table(lt_table, formats={k: ".3f" for k in lt_table[0] 
 # arms (i), (i'), (ii), (ii').
 
 # %%
-bal = lambda name: lt_results[name]["balanced_accuracy"]  # noqa: E731
+bal = {name: r["balanced_accuracy"] for name, r in lt_results.items()}
 lt_aug_table = [
-    {"training data": "LT real", "no augmentation": bal("(i') LT real, no augmentation"),
-     "random crop + flip": bal("(i) LT real, crop+flip")},
+    {"training data": "LT real", "no augmentation": bal["(i') LT real, no augmentation"],
+     "random crop + flip": bal["(i) LT real, crop+flip"]},
     {"training data": "LT real + inversion samples",
-     "no augmentation": bal("(ii') LT real + inversion, no augmentation"),
-     "random crop + flip": bal("(ii) LT real + inversion, crop+flip")},
+     "no augmentation": bal["(ii') LT real + inversion, no augmentation"],
+     "random crop + flip": bal["(ii) LT real + inversion, crop+flip"]},
 ]
 display(plotting.metrics_table(lt_aug_table, formats={"no augmentation": ".3f", "random crop + flip": ".3f"}))
 
@@ -639,7 +595,7 @@ ii, i_, iii = (lt_results["(ii) LT real + inversion, crop+flip"], lt_results["(i
                lt_results["(iii) LT real + class-conditional, crop+flip"])
 i0, ii0 = lt_results["(i') LT real, no augmentation"], lt_results["(ii') LT real + inversion, no augmentation"]
 tail = groups["tail"]
-tail_acc = lambda r: float(np.nanmean([r["per_class"][c] for c in tail]))  # noqa: E731
+tail_ii, tail_i, tail_iii = (float(np.nanmean([r["per_class"][c] for c in tail])) for r in (ii, i_, iii))
 summary = [
     {"claim": "2–3× better sample complexity (abstract; Stable Diffusion, paper scale)",
      "ours": f"{best_mix['training data']}: acc. {best_mix['accuracy']:.3f} = {best_mix['equivalent real images']:.0f} "
@@ -647,12 +603,12 @@ summary = [
              + (f" vs the same number of real images {real_same:.3f}" if real_same is not None else ""),
      "direction holds": best_mix["reading"] != "below" and best_mix["accuracy"] > real_acc},
     {"claim": "6.5× faster sampling than prior synthetic-data methods (abstract)",
-     "ours": f"{throughput:.0f} img/s at DDIM-{P.sample_steps} with CFG (not comparable: different model and "
+     "ours": f"{throughput:.0f} img/s at DDIM-{P.eval.sample_steps} with CFG (not comparable: different model and "
              "baselines)", "direction holds": None},
     {"claim": "inversion samples balance a long-tailed set better than plain class prompts (the chapter's "
               "question; no paper number)",
      "ours": f"balanced acc. (ii) {ii['balanced_accuracy']:.3f} vs (i) {i_['balanced_accuracy']:.3f} vs (iii) "
-             f"{iii['balanced_accuracy']:.3f}; tail acc. {tail_acc(ii):.3f} / {tail_acc(i_):.3f} / {tail_acc(iii):.3f}",
+             f"{iii['balanced_accuracy']:.3f}; tail acc. {tail_ii:.3f} / {tail_i:.3f} / {tail_iii:.3f}",
      "direction holds": ii["balanced_accuracy"] > max(i_["balanced_accuracy"], iii["balanced_accuracy"])},
     {"claim": "inversion samples add more than standard augmentation (the paper's augmentation table; no number "
               "read)",
@@ -666,48 +622,36 @@ display(plotting.metrics_table(summary))
 display(Markdown(f"All numbers above are from one seed{SMOKE}. For classifiers trained this briefly, differences "
                  "of about a point of accuracy between arms are within seed noise."))
 
-# %%
-display(Markdown(
-    "**What differs from the paper, and why it matters.**\n"
-    f"- The generator is a 32×32 pixel-space UNet trained for {tp.steps} steps of batch {tp.batch_size}, not Stable "
-    "Diffusion. The paper's gains come from what a model trained on billions of images knows, and ours cannot "
-    "supply that. In the long-tail experiment the generator has seen only the LT images, so any gain must come from "
-    "recombining what those images contain.\n"
-    f"- One {P.model.cond_dim}-d conditioning vector per image (the paper: 5 tokens × 768), a warm start from the "
-    f"class vector (`invert_init = {P.invert_init!r}`), and {P.invert_steps} inversion steps per image (official: "
-    "~4,000 image-steps, from a random start).\n"
-    f"- DDIM-{P.sample_steps} (official: 100 steps, η = 1) with g = {P.guidance_g}, s = {P.interp_strength}, "
-    f"λ = {P.emb_noise} as in the official sampler.\n"
-    f"- Classifiers train for {P.clf_steps_scarce}–{P.clf_steps_lt} steps of batch {P.clf_batch} (official: 50 k "
-    "steps of batch 128), so the accuracies are far from converged values.\n"
-    f"- The long tail is filled up to {P.balance_to} images per class"
-    + (" (fully balanced)." if P.balance_to >= max(counts) else f", not to the head's {max(counts)}.")))
+# %% [markdown]
+# **What differs from the paper, and why it matters** (the values are the preset's, printed above).
+# - The generator is a 32×32 pixel-space UNet trained for the generator arm's `train.steps` steps, not Stable
+#   Diffusion. The paper's gains come from what a model trained on billions of images knows, and ours cannot
+#   supply that. In the long-tail experiment the generator has seen only the LT images, so any gain must come from
+#   recombining what those images contain.
+# - One `cond_dim`-d conditioning vector per image (the paper: 5 tokens × 768), a warm start from the class vector
+#   (`invert_init`), and `invert_steps` inversion steps per image (official: ~4,000 image-steps, from a random
+#   start).
+# - DDIM with `eval.sample_steps` steps (official: 100 steps, η = 1) with the official g, s and λ.
+# - Classifiers train for the classifier arms' `train.steps` (at `book` a few hundred; official: 50 k steps of batch
+#   128), so the accuracies are far from converged values.
+# - The long tail is filled up to `balance_to` images per class: the head's count at `paper` (fully balanced), fewer
+#   at `book` (printed with the LT counts above).
 
 # %% [markdown]
 # ## Provenance
 
 # %%
-results = {
-    "scale": P.scale,
-    "comparable": P.comparable,
-    "pretrain_final_loss": {"all": G_hist[-1]["loss"], "lt": G_lt_hist[-1]["loss"]},
-    "inversion_final_loss": float(inv.loss[:, -max(1, P.invert_steps // 10):].mean()),
-    "inversion_first_loss": float(inv.loss[:, : max(1, P.invert_steps // 10)].mean()),
-    "fixed_noise_loss": {r["conditioning"]: r["ε-MSE (mean over t)"] for r in dl_rows},
-    "reconstruction_lpips": recon,
-    "lambda_sweep": lam_rows,
-    "generation_img_per_s": throughput,
-    "scarce": scarce_rows,
-    "equivalent_real_images": worth,
-    "lt_counts": counts,
-    "lt_generated_per_class": to_gen,
-    "lt": lt_results,
-    "claims": {s["claim"]: s["direction holds"] for s in summary},
-}
-prov = run.record({"chapter": "diffusion_inversion", "projected_h100_s": round(cost["total_s"])})
-results["provenance"] = prov
-display(Markdown(provenance.provenance_table(prov)))
-print(common.save_results("diffusion_inversion", results))
+results = {"scale": P.scale, "comparable": P.comparable,
+           "pretrain_final_loss": {"all": G_hist[-1]["loss"], "lt": G_lt_hist[-1]["loss"]},
+           "inversion_final_loss": float(inv.loss[:, -max(1, P.invert_steps // 10):].mean()),
+           "inversion_first_loss": float(inv.loss[:, : max(1, P.invert_steps // 10)].mean()),
+           "fixed_noise_loss": {r["conditioning"]: r["ε-MSE (mean over t)"] for r in dl_rows},
+           "reconstruction_lpips": recon, "lambda_sweep": lam_rows, "generation_img_per_s": throughput,
+           "scarce": scarce_rows, "equivalent_real_images": worth, "lt_counts": counts,
+           "lt_generated_per_class": to_gen, "lt": lt_results,
+           "claims": {s["claim"]: s["direction holds"] for s in summary}}
+display(Markdown(provenance.provenance_table(finish_chapter(run, "diffusion_inversion", results,
+                                                            projected_h100_s=round(cost["total_s"])))))
 
 # %% [markdown]
 # The chapter's headline for the [results page](../book/results.md) and its rows of the CIFAR-10-LT table: the
@@ -722,4 +666,4 @@ results["headline"] = headline(
     comparable=P.comparable)
 results["longtail"] = [longtail_row(f"ResNet-18 on {name}", balanced_accuracy=r["balanced_accuracy"])
                        for name, r in lt_results.items()]
-print("wrote", common.save_results("diffusion_inversion", results))
+print("wrote", save_results("diffusion_inversion", results))

@@ -32,11 +32,14 @@ def _strip_injected(nb_path: Path) -> None:
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     # papermill's per-cell timing metadata would leak into the jupytext .py pair; the provenance cell
     # records the wall time instead
+    nb.metadata.pop("papermill", None)   # it records the machine's paths
     for c in nb.cells:
         c.metadata.pop("papermill", None)
         c.metadata.pop("execution", None)
         if c.metadata.get("tags") == []:  # papermill adds empty tag lists
             c.metadata.pop("tags")
+        if c.get("outputs"):   # tqdm's notice that ipywidgets is missing names the interpreter's path
+            c.outputs = [o for o in c.outputs if not (o.get("name") == "stderr" and "IProgress not found" in o.get("text", ""))]
     nbformat.write(nb, nb_path)
 
 
@@ -74,7 +77,9 @@ def run_chapter(chapter: str, scale: str, out: Path | None, timeout: int) -> dic
 
 
 def projected_seconds(chapter: str, scale: str) -> float | None:
-    """The chapter preset's projected GPU seconds (``None`` when it has no projection)."""
+    """The chapter preset's projected GPU seconds (:func:`lt_diffusion.experiments.projected_gpu_seconds`;
+    ``None`` for a notebook that is no chapter with presets)."""
+    from lt_diffusion.experiments import projected_gpu_seconds
     from lt_diffusion.presets import get_preset
 
     key = chapter.split("_", 1)[1] if chapter[:2].isdigit() else chapter
@@ -82,8 +87,7 @@ def projected_seconds(chapter: str, scale: str) -> float | None:
         preset = get_preset(key, scale)
     except ValueError:
         return None
-    projected = getattr(preset, "projected_gpu_seconds", None)
-    return float(projected()["total_s"]) if projected else None
+    return float(projected_gpu_seconds(preset)["total_s"])
 
 
 def main(argv=None) -> int:

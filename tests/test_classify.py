@@ -1,10 +1,14 @@
-"""classify.py: the 32x32 ResNet-18, GPU-side augmentation, the official LR schedule, training and metrics."""
+"""classify.py: the 32x32 ResNet-18, GPU-side augmentation, the official LR schedule, training through the
+Trainer (an arm of kind "classifier") and metrics."""
 import math
 
 import pytest
 import torch
 
 from lt_diffusion import classify
+from lt_diffusion.data import ImageDataset
+from lt_diffusion.experiments import Arm, train_model
+from lt_diffusion.train import TrainConfig, warmup_cosine_lr
 
 
 def test_resnet18_cifar_shape():
@@ -33,31 +37,55 @@ def test_random_crop_flip_is_a_shifted_window():
         assert torch.equal(z[b], x[b]) or torch.equal(z[b], x[b].flip(-1))
 
 
-def test_warmup_cosine_lr():
+def test_the_recipe_lr_schedule():
+    # the official train_net.py schedule: warm-up from 0.001·lr, cosine back down to 0.001·lr (TrainConfig cosine)
     lr = 0.1
-    assert classify.warmup_cosine_lr(0, 1000, lr, 100) == pytest.approx(1e-4)
-    assert classify.warmup_cosine_lr(100, 1000, lr, 100) == pytest.approx(lr)
-    assert classify.warmup_cosine_lr(1000, 1000, lr, 100) == pytest.approx(1e-4)
-    mid = classify.warmup_cosine_lr(550, 1000, lr, 100)
-    assert mid == pytest.approx(1e-4 + 0.5 * (lr - 1e-4) * (1 + math.cos(math.pi * 0.5)))
+    assert warmup_cosine_lr(0, 1000, lr, 100) == pytest.approx(1e-4)
+    assert warmup_cosine_lr(100, 1000, lr, 100) == pytest.approx(lr)
+    assert warmup_cosine_lr(1000, 1000, lr, 100) == pytest.approx(1e-4)
+    assert warmup_cosine_lr(550, 1000, lr, 100) == pytest.approx(1e-4 + 0.5 * (lr - 1e-4))   # cos(π/2) = 0
 
 
-def test_train_and_evaluate_tiny():
+def _brightness_set(n=40):
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.arange(40) % 4
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.arange(n) % 4
     x[y == 1] //= 4   # make classes separable by brightness
     x[y == 2] = 255 - x[y == 2] // 4
-    net = classify.build_classifier("tiny_cnn", 4, seed=0)
-    run = classify.train_classifier(net, [(x, y, 8), (x[:8], y[:8], 0)], steps=3, lr=0.05, warmup_steps=1,
-                                    log_every=1)
-    assert run.steps == 3 and len(run.history["loss"]) == 3 and all(math.isfinite(v) for v in run.history["loss"])
-    out = classify.evaluate_classifier(net, x, y, num_classes=5)
+    return ImageDataset(x, y, [str(c) for c in range(4)])
+
+
+def test_mixed_batch_loader_draws_each_source_and_augments():
+    ds = _brightness_set()
+    loader = classify.MixedBatchLoader([(ds.images, ds.labels, 6), (ds.images[:4], ds.labels[:4], 2),
+                                        (ds.images, ds.labels, 0)], seed=0)
+    x, y = next(loader)
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and set(y[6:].tolist()) <= set(range(4))
+    state = loader.state_dict()
+    a = next(loader)[0]
+    loader.load_state_dict(state)
+    assert torch.equal(next(loader)[0], a)   # the generator state is the whole position
+    plain = next(classify.MixedBatchLoader([(ds.images, ds.labels, 8)], random_crop=False, flip=False, seed=0))[0]
+    assert plain.abs().max() < 3.0            # normalised with the CIFAR mean / std, no zero padding
+    with pytest.raises(ValueError, match="uint8"):
+        classify.MixedBatchLoader([(ds.images.float(), ds.labels, 8)])
+
+
+def test_train_through_the_trainer_and_evaluate_tiny():
+    ds = _brightness_set()
+    arm = Arm("classifier", "tiny_cnn", TrainConfig(steps=3, batch_size=8, lr=0.05, warmup_steps=1, optimizer="sgd",
+                                                    lr_schedule="cosine", num_classes=4, log_every=1, data_range=None),
+              random_crop=True)
+    run = train_model(arm, data=ds, device="cpu")
+    assert [h["step"] for h in run.history] == [1, 2, 3] and all(math.isfinite(h["loss"]) for h in run.history)
+    assert run.history[0]["lr"] == pytest.approx(0.05 * 1e-3)   # the cosine recipe starts its warm-up at the floor
+    net = run.model
+    out = classify.evaluate_classifier(net, ds.images, ds.labels, num_classes=5)
     assert len(out["per_class"]) == 5 and math.isnan(out["per_class"][4])
     assert 0.0 <= out["balanced_accuracy"] <= 1.0
-    assert classify.predict(net, x).shape == (40,)
-    with pytest.raises(ValueError):
-        classify.train_classifier(net, [(x.float(), y, 8)], steps=1)
+    assert classify.predict(net, ds.images).shape == (40,)
+    with pytest.raises(ValueError, match="sum to"):
+        train_model(arm, data=[(ds, 3)], device="cpu")
 
 
 def test_equivalent_real_size_log_interpolation():

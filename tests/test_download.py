@@ -49,7 +49,7 @@ def mirror(tmp_path, monkeypatch):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setenv(assets.MIRROR_ENV, f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.delenv("LT_DIFFUSION_ASSETS", raising=False)
+    monkeypatch.setenv("LT_DIFFUSION_ASSETS", "")  # empty: no asset folder, so the package downloads
     monkeypatch.setenv("LT_DIFFUSION_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     yield server
@@ -141,7 +141,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv(assets.MIRROR_ENV, f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("LT_DIFFUSION_ASSETS", raising=False)
+    monkeypatch.setenv("LT_DIFFUSION_ASSETS", "")  # empty: no asset folder, so the package downloads
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     with pytest.raises(AssetNotFoundError, match="LT_DIFFUSION_ASSETS.*network access.*pt_inception"):
         assets.fid_inception_state_dict()

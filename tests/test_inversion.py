@@ -4,6 +4,7 @@ import torch
 
 from lt_diffusion import inversion
 from lt_diffusion.diffusion import create_diffusion
+from lt_diffusion.experiments import DiffusionSpec, make_sampler
 from lt_diffusion.models import get_model_config
 from lt_diffusion.sampling import generate
 
@@ -58,15 +59,16 @@ def test_conditions_and_sampling(gen):
         inversion.variation_conditions(emb, labels, torch.tensor([5]))
     torch.testing.assert_close(inversion.interpolate(emb[:1], emb[1:2], 0.25), 0.25 * emb[:1] + 0.75 * emb[1:2])
     assert inversion.mean_embedding(emb).shape == (8,)
-    diff = create_diffusion(steps=50, timestep_respacing="5")
-    s = inversion.make_cond_sampler(diff, gen, null_cond=emb.mean(0), device="cpu")
+    # the one make_sampler: vectors (float) go to `cond`, labels (long) to the table; CFG in the "g" convention
+    cfg = dict(sample_steps=5, method="ddim", eta=1.0, guidance_scale=2.0, convention="g", device="cpu")
+    s = make_sampler(DiffusionSpec(steps=50), gen, null_cond=emb.mean(0), **cfg)
     out = generate(s, 3, 3, labels=cond, device="cpu", progress=False)
     assert out.shape == (3, 3, 32, 32) and out.dtype == torch.uint8
-    s2 = inversion.make_cond_sampler(diff, gen, key="y", device="cpu")
+    s2 = make_sampler(DiffusionSpec(steps=50), gen, **cfg)   # ∅ = the table's null row (gen.num_classes)
     out2 = generate(s2, 2, 2, labels=torch.tensor([0, 1]), device="cpu", progress=False)
     assert out2.shape == (2, 3, 32, 32)
-    with pytest.raises(ValueError):
-        inversion.make_cond_sampler(diff, gen, key="cond")
+    with pytest.raises(ValueError, match="null_cond"):
+        s2(3, cond, torch.Generator().manual_seed(0))
 
 
 def test_denoising_loss_closed_form_and_batching(gen):
@@ -100,13 +102,15 @@ def test_denoising_loss_closed_form_and_batching(gen):
 
 def test_inversion_lowers_the_fixed_noise_loss():
     torch.manual_seed(0)
-    g = inversion.ClassTableGenerator(get_model_config("smoke", cond_dim=8, model_channels=8), num_classes=3).eval()
+    # a 16×16 model without attention: the check is about the optimisation, not the network's size
+    cfg = get_model_config("smoke", cond_dim=8, model_channels=8, image_size=16, attention_resolutions=())
+    g = inversion.ClassTableGenerator(cfg, num_classes=3).eval()
     with torch.no_grad():   # the zero-initialised output layers would hide the conditioning from the loss
         for p in g.parameters():
             if not p.any():
                 p.normal_(0, 0.05)
     diff = create_diffusion(steps=50)
-    imgs = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    imgs = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     init = inversion.initial_embeddings(g, None, 4, "mean")
     res = inversion.learn_embeddings(g, diff, imgs, init, steps=40, group_size=4, lr=0.1, device="cpu", seed=0)
     ts = list(range(0, 50, 5))

@@ -153,7 +153,7 @@ def test_presets_and_unknown_name():
     assert cfg.num_classes == 10 and MODEL_PRESETS["smoke"].num_classes is None
     with pytest.raises(ValueError, match="iddpm_cifar10"):
         get_model_config("nope")
-    model = UNetModel.from_preset("smoke")
+    model = UNetModel(get_model_config("smoke"))
     assert model(torch.randn(1, 3, 32, 32), torch.tensor([1.0])).shape == (1, 3, 32, 32)
 
 

@@ -51,11 +51,20 @@ def test_p2_weights_closed_form_linear_1000():
 
 
 def test_snr_and_lambda_helpers():
+    # worked by hand: betas 0.1, 0.2, 0.5 give alpha_bar 0.9, 0.72, 0.36, so SNR = 9, 0.72/0.28, 0.36/0.64 and
+    # lambda_t = (1 - beta)(1 - alpha_bar)/beta = 0.9 * 0.1/0.1, 0.8 * 0.28/0.2, 0.5 * 0.64/0.5
     betas = np.array([0.1, 0.2, 0.5])
-    abar = np.cumprod(1 - betas)
-    np.testing.assert_allclose(snr(abar), abar / (1 - abar))
-    np.testing.assert_allclose(p2_lambda_t(betas), (1 - betas) * (1 - abar) / betas)
-    torch.testing.assert_close(p2_lambda_t(torch.tensor(betas)), torch.tensor((1 - betas) * (1 - abar) / betas))
+    np.testing.assert_allclose(snr(np.cumprod(1 - betas)), [9.0, 18 / 7, 0.5625])
+    np.testing.assert_allclose(p2_lambda_t(betas), [0.9, 1.12, 0.64])
+    torch.testing.assert_close(p2_lambda_t(torch.tensor(betas)), torch.tensor([0.9, 1.12, 0.64], dtype=torch.float64))
+    # lambda_t is the inverse of the bound's weight on the eps-MSE (Ho et al. 2020, Eq. 12 with sigma^2 = beta):
+    # an eps error e adds |e|^2 / (2 lambda_t) nats per dimension to the engine's L_{t-1}
+    d = GaussianDiffusion(betas, model_var_type="fixed_large")
+    x0, t = torch.zeros(1, 1, 1, 1, dtype=torch.float64), torch.tensor([1])
+    x_t = d.q_sample(x0, t, noise=torch.zeros_like(x0))
+    kl = [float(d._vb_terms_bpd(lambda x, tt, e=e, **kw: torch.full_like(x, e), x0, x_t, t,
+                                clip_denoised=False)["output"]) * np.log(2) for e in (0.0, 0.01)]
+    assert kl[1] - kl[0] == pytest.approx(0.01 ** 2 / (2 * p2_lambda_t(betas)[1]), rel=1e-6)
     with pytest.raises(ValueError):
         P2Weight(gamma=-1)
 

@@ -1,10 +1,26 @@
-"""Chapter helpers: thin, documented wrappers over the engine that several chapters share.
+"""The layer between the presets and the engine, one module per job:
 
-The notebooks import these so that a chapter reads as "train this preset, sample it, score it" while the
-maths stays in the engine modules (:mod:`lt_diffusion.diffusion`, :mod:`lt_diffusion.train`, ...), where
-the chapters show it with ``inspect.getsource``.
+* :mod:`~lt_diffusion.experiments.specs` — the records a preset is made of (:class:`Arm`, :class:`DiffusionSpec`,
+  :class:`DataSpec`, :class:`EvalSpec`, :class:`ChapterPreset`);
+* :mod:`~lt_diffusion.experiments.build` — specs to engine objects (diffusion, model, data, :func:`make_sampler`);
+* :mod:`~lt_diffusion.experiments.training` — :func:`train_model`, the one training path, and :func:`load_trained`;
+* :mod:`~lt_diffusion.experiments.evaluate` — the FID reference, :func:`score_features`, :func:`sample_and_score`;
+* :mod:`~lt_diffusion.experiments.results` — ``results/<chapter>.json``;
+* :mod:`~lt_diffusion.experiments.cost` — the one projection of a preset's GPU time;
+* :mod:`~lt_diffusion.experiments.summary` — chapter headlines and the results page.
 """
-from . import common
-from .common import *  # noqa: F401,F403  (the names are common.__all__, listed once there)
+from .build import amp_model, build_diffusion, build_model, default_device, load_data, make_sampler
+from .cost import cost_rows, projected_gpu_seconds
+from .evaluate import (Reference, ScoreCurve, classifier_accuracy, fid_reference, highpass_energy,
+                       learned_variance_ratio, one_step_reconstructions, rarity_table, reference_from_images,
+                       sample_and_score, score_features, score_sweep, seconds_per_sample)
+from .results import finish_chapter, results_dir, save_results, start_chapter
+from .specs import Arm, ChapterPreset, DataSpec, DiffusionSpec, EvalSpec
+from .training import Marks, TrainResult, load_trained, train_model
 
-__all__ = list(common.__all__)
+__all__ = ["Arm", "ChapterPreset", "DataSpec", "DiffusionSpec", "EvalSpec", "Marks", "Reference", "ScoreCurve",
+           "TrainResult", "amp_model", "build_diffusion", "build_model", "classifier_accuracy", "cost_rows",
+           "default_device", "fid_reference", "finish_chapter", "highpass_energy", "learned_variance_ratio",
+           "load_data", "load_trained", "make_sampler", "one_step_reconstructions", "projected_gpu_seconds",
+           "rarity_table", "reference_from_images", "results_dir", "sample_and_score", "save_results",
+           "score_features", "score_sweep", "seconds_per_sample", "start_chapter", "train_model"]

@@ -8,8 +8,9 @@ Conditioning (see DESIGN.md, "Model call"):
   timestep-embedding space, where it is added. It replaces the label embedding, so passing both ``y``
   and ``cond`` is an error. ``cond=None`` adds nothing (unconditional).
 
-Every knob of the ADM ablation is a field of :class:`UNetConfig`; the presets in
-:mod:`lt_diffusion.models.presets` pin the papers' CIFAR-10 models.
+Every knob of the ADM ablation is a field of :class:`UNetConfig`; named configurations of the papers' CIFAR-10
+models are in :mod:`lt_diffusion.models.presets` (``UNetModel(get_model_config("book"))``), which imports this
+module and not the other way round.
 """
 from __future__ import annotations
 
@@ -214,12 +215,6 @@ class UNetModel(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out_conv(norm_act(h, self.out_norm))
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "UNetModel":
-        """Build the model of a named preset (see :data:`lt_diffusion.models.presets.MODEL_PRESETS`)."""
-        from .presets import get_model_config
-        return cls(get_model_config(name, **overrides))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
