@@ -35,7 +35,7 @@ def finish_chapter(run, chapter: str, results: Dict[str, Any], **extra: Any) -> 
     commit, device, scale, seeds, wall time, plus ``extra``) into ``results["provenance"]``, write the results
     with :func:`save_results` and return the provenance (``provenance.provenance_table`` renders it)."""
     results["provenance"] = run.record({"chapter": chapter, **extra})
-    print("wrote", save_results(chapter, results))
+    save_results(chapter, results)
     return results["provenance"]
 
 
@@ -51,8 +51,9 @@ def start_chapter(chapter: str, scale: str, seeds=0):
     from lt_diffusion.experiments.cost import projected_gpu_seconds
     from lt_diffusion.presets import get_preset
 
+    run = provenance.start_run(scale, seeds)   # first: a bad SCALE, or book/paper without a GPU, stops here
     preset = get_preset(chapter, scale)
-    run, device, cost = provenance.start_run(scale, seeds), default_device(), projected_gpu_seconds(preset)
+    device, cost = default_device(), projected_gpu_seconds(preset)
     print(f"scale={scale} device={device} arms={list(preset.arms)}")
     print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min | {preset.note}")
     return preset, run, device, "" if preset.comparable else " (smoke: not comparable)", cost
