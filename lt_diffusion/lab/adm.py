@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 
 from ..guidance import classifier_cond_fn
 from .common import BASE_RECIPE, Timer, baseline, draw, lab_world, t_grid

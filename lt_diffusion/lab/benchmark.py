@@ -17,6 +17,7 @@ Every figure is ``{"mean", "spread" (max - min over seeds), "seeds"}``.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
@@ -90,6 +91,7 @@ def run_benchmark(seeds: Sequence[int] = DEFAULT_SEEDS) -> Dict[str, Any]:
     seeds = [int(s) for s in seeds]
     with single_thread():
         timer = Timer()
+        cpu = time.process_time()
         world = lab_world()
         base = baseline(seeds)
         rows: List[Dict[str, Any]] = [
@@ -117,7 +119,8 @@ def run_benchmark(seeds: Sequence[int] = DEFAULT_SEEDS) -> Dict[str, Any]:
                          "balanced_accuracy_head": _fig(inv[key]["head"]),
                          "balanced_accuracy_tail": _fig(inv[key]["tail"])})
         wall = timer.elapsed
-        prov = lab_provenance(seeds, wall, {"lab": "longtail_benchmark"})
+        prov = lab_provenance(seeds, wall, {"lab": "longtail_benchmark",
+                                            "cpu_s": round(time.process_time() - cpu, 1)})
     return {"title": "The long-tail benchmark on the lab world", "seeds": seeds, "rows": rows,
             "wall_s": round(wall, 1), "provenance": prov}
 

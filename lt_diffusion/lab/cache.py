@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -101,13 +101,3 @@ def save_state(key: str, state: dict) -> None:
     from ..train import atomic_torch_save
 
     atomic_torch_save(state, str(lab_cache_dir() / f"{key}.pt"))
-
-
-def cached(key: str, compute: Callable[[], dict]) -> dict:
-    """``load_json(key)`` or ``compute()`` (then saved)."""
-    hit = load_json(key)
-    if hit is not None:
-        return hit
-    out = compute()
-    save_json(key, out)
-    return out

@@ -6,14 +6,15 @@ Design choices every lab inherits (each lab's docstring states its own on top):
   CIFAR-10-LT's frequencies at imbalance 100, tail classes paired with head classes).
 * **Diffusion**: T = 1000, linear schedule, ε-prediction, timesteps rescaled to [0, 1000) for the network
   (improved-diffusion's defaults); samples are drawn with DDIM (η = 0, Song et al. 2021) over 50 respaced
-  steps (:func:`draw`) unless a lab sweeps the sampler. (50 ancestral steps leave the samples either too narrow,
-  σ² = β̃_t, or too wide, σ² = β_t; chapter 01's lab measures it.)
+  steps (:func:`draw`) unless a lab sweeps the sampler (with 50 ancestral steps the samples come out too
+  narrow with σ² = β̃_t and too wide with σ² = β_t: their recall and precision against true samples drop).
 * **Denoiser**: :class:`~lt_diffusion.lab.denoiser.EnsembleMLP`, 3 hidden layers of 128 SiLU units
   (about 40k parameters per member), a 32-d time embedding and a 32-d label table with a null row; trained
   2000 steps at batch 256 per seed with AdamW (lr 4e-3, 100 warm-up steps, cosine decay to 5%), EMA 0.999 with
-  warm-up, label dropout 0.1 (so the same model serves conditional, unconditional and CFG sampling).
-* **Seeds**: three (0, 1, 2) by default; seed s draws the training set, the initial weights, the batches and
-  the sampling noise of member s. Arms share seeds (common random numbers).
+  warm-up, label dropout 0.1 (so the same model serves conditional and CFG sampling).
+* **Seeds**: three (0, 1, 2) by default; seed s draws the training set, the initial weights and the batches of
+  member s, and its reference set of fresh true samples; the sampling noise of all members comes from one
+  generator per call. Arms share seeds (common random numbers).
 * **CPU, one thread**: labs run with ``torch.set_num_threads(1)``, so a run is the same on any machine with the
   same torch build and does not fight other processes for cores.
 """

@@ -38,7 +38,8 @@ def eps_error(model: Callable, diffusion, world: LabWorld, members: int, t_value
 
     For each t: ``n`` fresh points per member from the world (classes with the world's frequencies, the
     distribution the model was trained on), x_t = q_sample(x_0, t), both predictions at the same (x_t, t, y).
-    ``conditional``: feed the labels (compare with ε*(x_t | y)); else the null label (compare with ε*(x_t)).
+    ``conditional``: feed the labels (compare with ε*(x_t | y)); else the null label (compare with ε*(x_t)); a
+    network without a label input is always compared with ε*(x_t) (pass ``conditional=False``).
     ``t_values`` index ``diffusion`` (unspaced); only the ε channels of a learned-variance output are compared.
     """
     g = torch.Generator().manual_seed(int(seed))
@@ -52,7 +53,8 @@ def eps_error(model: Callable, diffusion, world: LabWorld, members: int, t_value
         abar = float(diffusion.alphas_cumprod[int(t)])
         y_in = y if conditional else torch.full_like(y, null)
         eps_true = world.mixture.eps(x_t, abar, y_in)
-        eps_model = diffusion._wrap_model(model)(x_t.float(), tt, y=y_in).double()[:, :world.dim]
+        kwargs = {} if getattr(model, "num_classes", None) is None else {"y": y_in}   # a network without labels
+        eps_model = diffusion._wrap_model(model)(x_t.float(), tt, **kwargs).double()[:, :world.dim]
         err = ((eps_model - eps_true) ** 2).mean(1)
         out[:, j] = deinterleave(err, members).mean(1)
     return out

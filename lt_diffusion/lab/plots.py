@@ -3,7 +3,7 @@ committed JSON) with the book's plotting helpers (:mod:`lt_diffusion.plotting`):
 the range over seeds."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -133,6 +133,12 @@ def _minority(res: LabResult):
             title="where the samples land")
     _curves(b, f["scales"], {"on the data's support": _by_seed(f["on_support_share"])}, "guidance scale",
             "share of samples", title="do they stay on the data?")
+    true = f.get("true", {})
+    for ax, keys in ((a, ("low_density_share", "tail_share")), (b, ("on_support_share",))):
+        for i, k in enumerate(keys):
+            if k in true:
+                ax.axhline(true[k], color=ax.lines[i].get_color(), linestyle=":", linewidth=1)
+    a.text(0.99, 0.01, "dotted: true data", transform=a.transAxes, ha="right", va="bottom", fontsize=8)
     return fig
 
 
@@ -141,9 +147,11 @@ def _inversion(res: LabResult):
     fig, (a, b) = _two("Chapter 08: Diffusion Inversion")
     _curves(a, f["real_sizes"], {"real points only": _by_seed(f["real_curve"])}, "real points per class",
             "balanced accuracy", logx=True, title="the scarce regime")
-    aug = np.asarray(f["scarce_augmented"])
-    a.errorbar([f["scarce"]], [aug.mean()], yerr=[[aug.mean() - aug.min()], [aug.max() - aug.mean()]], fmt="s",
-               color=plotting.PALETTE[3], label="10 real + generated")
+    for key, label, color in (("scarce_augmented", "10 real + generated", plotting.PALETTE[3]),
+                              ("scarce_augmented_official", "10 real + generated, CFG g = 2", plotting.PALETTE[4])):
+        aug = np.asarray(f[key])
+        a.errorbar([f["scarce"]], [aug.mean()], yerr=[[aug.mean() - aug.min()], [aug.max() - aug.mean()]], fmt="s",
+                   color=color, label=label)
     a.legend()
     names = list(f["longtail"])
     vals = {g: [float(np.mean(f["longtail"][n][g])) for n in names] for g in ("head", "tail")}

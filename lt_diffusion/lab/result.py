@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from ..experiments.summary import effect_verdict
 
@@ -133,7 +133,3 @@ class LabResult:
 
     def __repr__(self) -> str:
         return f"LabResult({self.chapter!r}, {len(self.labs)} claims, seeds={self.seeds}, wall_s={self.wall_s:.0f})"
-
-
-def find_claim(result: LabResult, short: str) -> Optional[Dict[str, Any]]:
-    return next((c for c in result.labs if c["short"] == short), None)
