@@ -1,7 +1,6 @@
 """Pieces of the labs: the batched ensemble, exact metrics against closed forms, claims, cache keys (fast)."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
