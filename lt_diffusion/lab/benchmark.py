@@ -147,19 +147,29 @@ def benchmark_table(bench: Dict[str, Any]):
 
 
 def plot_benchmark(bench: Dict[str, Any]):
-    """Head and tail side by side for every generator (recall) and classifier (balanced accuracy)."""
+    """Head beside tail for every method: recall and exact class fidelity of the generators, balanced accuracy of
+    the classifiers (bars: mean of seeds)."""
     import matplotlib.pyplot as plt
 
     from .. import plotting
 
     gens = [r for r in bench["rows"] if "recall_tail" in r]
+    cond = [r for r in bench["rows"] if "fidelity_tail" in r]
     clfs = [r for r in bench["rows"] if "balanced_accuracy_tail" in r]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), gridspec_kw={"width_ratios": [8, 6, 2.5]})
     fig.suptitle("The long-tail benchmark: head and tail (mean of seeds)")
-    plotting.bar([r["method"] for r in gens], {g: [r[f"recall_{g}"]["mean"] for r in gens] for g in ("head", "tail")},
-                 "", "recall", ax=a, rotate=25, title="generators: recall")
-    plotting.bar([r["method"].replace("classifier, ", "") for r in clfs],
-                 {g: [r[f"balanced_accuracy_{g}"]["mean"] for r in clfs] for g in ("head", "tail")}, "",
-                 "balanced accuracy", ax=b, rotate=25, title="classifiers")
+    for ax, rows, key, label in ((axes[0], gens, "recall", "recall (diversity)"),
+                                 (axes[1], cond, "fidelity", "exact class fidelity"),
+                                 (axes[2], clfs, "balanced_accuracy", "balanced accuracy")):
+        names = [r["method"].replace("classifier, ", "") for r in rows]
+        plotting.bar(names, {g: [r[f"{key}_{g}"]["mean"] for r in rows] for g in ("head", "tail")}, "", label,
+                     ax=ax, rotate=30, colors=None)
+        ax.set_title("classifiers" if key == "balanced_accuracy" else f"generators: {label}")
+        for patches, g in zip(ax.containers, ("head", "tail")):
+            for p in patches:
+                p.set_color(plotting.GROUP_COLORS[g])
+        if key != "balanced_accuracy":
+            ax.legend(ax.containers, ["head", "tail"])
+        ax.set_ylim(0, 1.05)
     fig.tight_layout()
     return fig

@@ -29,11 +29,12 @@ _HASH: Optional[str] = None
 
 
 def source_hash() -> str:
-    """SHA-256 (first 16 hex digits) of the lab package's and the engine's source files."""
+    """SHA-256 (first 16 hex digits) of the lab package's and the engine's source files (and the torch version)."""
     global _HASH
     if _HASH is None:
         pkg = Path(__file__).resolve().parents[1]
-        files = sorted((pkg / "lab").rglob("*.py")) + [pkg / f for f in _ENGINE_FILES]
+        # every lab module but the figures (drawing does not change a number)
+        files = sorted(f for f in (pkg / "lab").rglob("*.py") if f.name != "plots.py") + [pkg / f for f in _ENGINE_FILES]
         h = hashlib.sha256()
         for f in files:
             h.update(str(f.relative_to(pkg)).encode())

@@ -67,8 +67,9 @@ def _improved(res: LabResult):
     a.axhline(float(np.mean(f["exact_nll"])), color="black", linestyle="--", linewidth=1)
     a.text(len(names) - 0.5, float(np.mean(f["exact_nll"])), " exact", va="bottom", ha="right", fontsize=8)
     a.set_ylim(min(means + [float(np.mean(f["exact_nll"]))]) * 0.9, max(means) * 1.05)
-    _curves(b, f["steps"], f["sw"], "sampling steps", "sliced W2 to true samples", logx=True,
-            title="few-step sampling")
+    tex = lambda k: k.replace("Σ", r"$\Sigma$").replace("β̃_t", r"$\tilde\beta_t$").replace("β_t", r"$\beta_t$")  # noqa: E731
+    _curves(b, f["steps"], {tex(k): v for k, v in f["sw"].items()}, "sampling steps", "sliced W2 to true samples",
+            logx=True, title="few-step sampling")
     return fig
 
 
