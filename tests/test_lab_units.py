@@ -51,7 +51,9 @@ def test_members_are_independent_networks():
 
 def test_batches_pair_members_with_equal_seeds():
     data = [(torch.randn(50, 2), torch.randint(0, 3, (50,))) for _ in range(2)]
-    x, y = next(MemberBatches([data[0], data[1], data[0]], 4, [7, 8, 7]))
+    batches = MemberBatches([data[0], data[1], data[0]], 4, [7, 8, 7])
+    assert batches.batch_size == 12
+    x, y = next(batches)
     parts = deinterleave(x, 3)
     assert x.shape == (12, 2) and torch.equal(parts[0], parts[2]) and not torch.equal(parts[0], parts[1])
 

@@ -97,17 +97,19 @@ def make_diffusion(recipe: LabRecipe, respacing: str = "", class_counts: Optiona
 
 
 class MemberBatches:
-    """Endless interleaved batches for an ensemble: member ``m`` draws ``batch_size`` rows of ``data[m]``.
+    """Endless interleaved batches for an ensemble: member ``m`` draws ``per_member`` rows of ``data[m]``.
 
     ``data``: one ``(x float (N_m, d) in [-1, 1], y long (N_m,))`` per member; ``seeds``: one per member. Members
-    with equal seeds draw the same rows (arms are paired). Yields ``(x (M * B, d), y (M * B,))``.
+    with equal seeds draw the same rows (arms are paired). Yields ``(x (M * B, d), y (M * B,))``;
+    ``batch_size`` is that whole batch, ``M * per_member`` (what :class:`~lt_diffusion.train.TrainConfig` gets).
     """
 
-    def __init__(self, data: Sequence[Tuple[torch.Tensor, torch.Tensor]], batch_size: int, seeds: Sequence[int]):
+    def __init__(self, data: Sequence[Tuple[torch.Tensor, torch.Tensor]], per_member: int, seeds: Sequence[int]):
         if len(data) != len(seeds):
             raise ValueError(f"{len(data)} data sets for {len(seeds)} seeds")
         self.data = [(x.float(), y.long()) for x, y in data]
-        self.batch_size = int(batch_size)
+        self.per_member = int(per_member)
+        self.batch_size = self.per_member * len(self.data)
         self.generators = [torch.Generator().manual_seed(7919 * int(s) + 3) for s in seeds]
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
@@ -116,7 +118,7 @@ class MemberBatches:
     def __next__(self) -> Tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for (x, y), g in zip(self.data, self.generators):
-            idx = torch.randint(0, x.shape[0], (self.batch_size,), generator=g)
+            idx = torch.randint(0, x.shape[0], (self.per_member,), generator=g)
             xs.append(x[idx])
             ys.append(y[idx])
         return interleave(torch.stack(xs)), interleave(torch.stack(ys))
