@@ -43,19 +43,21 @@ class NoisyClassifierLoss:
         diffusion: the forward process (use the one the sampler will use: its ``timestep_map`` turns spaced
             indices into the original t that ``classifier_cond_fn`` hands the classifier while sampling).
         max_t: draw t only below this spaced index (None: all T steps).
+        noised: False trains on clean x_0 with t = 0 (guided-diffusion's ``--noised False``: a classifier that never
+            sees noise, e.g. a downstream classifier of clean points).
     Returns ``{"loss": (B,), "accuracy": (B,)}``.
     """
 
-    def __init__(self, diffusion, max_t: Optional[int] = None):
-        self.diffusion = diffusion
-        self.num_timesteps = diffusion.num_timesteps if max_t is None else int(max_t)
+    def __init__(self, diffusion, max_t: Optional[int] = None, noised: bool = True):
+        self.diffusion, self.noised = diffusion, bool(noised)
+        self.num_timesteps = 1 if not noised else diffusion.num_timesteps if max_t is None else int(max_t)
 
     def training_losses(self, model: nn.Module, x_start: torch.Tensor, t: torch.Tensor,
                         model_kwargs: Optional[dict] = None) -> Dict[str, torch.Tensor]:
         y = (model_kwargs or {}).get("y")
         if y is None:
             raise ValueError("the noisy classifier needs labels: model_kwargs['y'] (the classifier's num_classes)")
-        x_t = self.diffusion.q_sample(x_start, t)
+        x_t = self.diffusion.q_sample(x_start, t) if self.noised else x_start
         logits = model(x_t, _timestep_map(self.diffusion, x_start.device)[t]).float()
         return {"loss": F.cross_entropy(logits, y, reduction="none"), "accuracy": (logits.argmax(1) == y).float()}
 

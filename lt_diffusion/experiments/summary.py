@@ -9,8 +9,13 @@ may carry two extra entries built here:
   exceeds the seed spread;
 * ``"longtail"`` (:func:`longtail_row`): rows of the one CIFAR-10-LT table across methods.
 
+The chapters' CPU labs (:mod:`lt_diffusion.lab`) write ``results/lab/<chapter>.json`` and
+``results/lab/longtail_benchmark.json`` (``scripts/run_labs.py``); :func:`load_lab_results` reads them and
+:func:`render_lab_section` renders them.
+
 :func:`render_results_page` turns a folder of such files into markdown; ``scripts/make_results_page.py`` writes it to
-``book/_generated/results_tables.md``. Nothing on that page is typed by hand.
+``book/_generated/results_tables.md``, and :func:`edition_status` the "state of this edition" note. Nothing on
+those pages is typed by hand.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-__all__ = ["headline", "longtail_row", "effect_verdict", "load_results", "render_results_page", "CHAPTERS"]
+__all__ = ["headline", "longtail_row", "effect_verdict", "load_results", "render_results_page", "CHAPTERS",
+           "load_lab_results", "render_lab_section", "edition_status"]
 
 # notebook stem -> results key, in book order (the key is what the chapter passes to save_results)
 CHAPTERS = {
@@ -174,3 +180,110 @@ def render_results_page(results: Dict[str, Dict[str, Any]]) -> str:
         fid_fmt = {c: ".2f" for c in ("FID (all)", "FID (head)", "FID (tail)")}
         out.append(metrics_table(lt_rows, None, {**fid_fmt, "recall": ".3f", "balanced accuracy": ".3f"}))
     return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- the CPU labs
+_STEMS = {key: stem for stem, key in CHAPTERS.items()}
+
+
+def load_lab_results(folder: Path) -> tuple:
+    """``({results key: lab JSON}, benchmark JSON or None)`` from ``folder`` (``results/lab``)."""
+    folder = Path(folder)
+    labs = {}
+    for key in CHAPTERS.values():
+        path = folder / f"{key}.json"
+        if path.is_file():
+            try:
+                labs[key] = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc}); rerun python scripts/run_labs.py {key}") from exc
+    bench_path = folder / "longtail_benchmark.json"
+    bench = None
+    if bench_path.is_file():
+        try:
+            bench = json.loads(bench_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{bench_path}: not valid JSON ({exc}); rerun python scripts/run_labs.py") from exc
+    return labs, bench
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def render_lab_section(labs: Dict[str, Dict[str, Any]], benchmark: Optional[Dict[str, Any]],
+                       figure: Optional[str] = None) -> str:
+    """Markdown for the labs: one row per tested claim, then the long-tail benchmark (table, and ``figure``, a
+    path relative to the results page, when given)."""
+    from lt_diffusion.plotting import metrics_table
+
+    out = ["## What the labs show", ""]
+    rows = []
+    for key, stem in _STEMS.items():
+        lab = labs.get(key)
+        if lab is None:
+            rows.append({"chapter": f"[{stem}](../notebooks/{stem}.ipynb)", "claim tested": "no lab results yet"})
+            continue
+        for c in lab["labs"]:
+            m, b = c["arms"][c["method"]], c["arms"][c["baseline"]]
+            rows.append({"chapter": f"[{stem}](../notebooks/{stem}.ipynb)", "claim tested": c["claim"],
+                         "metric": c["metric"], "arm": c["method"], "ours": _mean(m), "against": c["baseline"],
+                         "its value": _mean(b), "gain (seed spread)": f"{c['gain']:.3g} ({c['spread']:.2g})",
+                         "reproduced?": c["verdict"], "seeds": len(m), "lab wall time, s": c["wall_s"]})
+    out.append(metrics_table(rows, None, {"ours": ".4g", "its value": ".4g", "lab wall time, s": ".0f"}))
+    out.append("")
+    for key, stem in _STEMS.items():
+        if key in labs and labs[key].get("summary"):
+            out.append(f"- **{stem}**: {labs[key]['summary']}")
+    out += ["", "## The long-tail benchmark", ""]
+    if benchmark is None:
+        out.append("The benchmark has not been run yet (`python scripts/run_labs.py longtail_benchmark`).")
+        return "\n".join(out) + "\n"
+    cols = [("fidelity_head", "fidelity, head"), ("fidelity_tail", "fidelity, tail"),
+            ("recall_head", "recall, head"), ("recall_tail", "recall, tail"),
+            ("share_tail", "share in the tail"),
+            ("balanced_accuracy_head", "balanced accuracy, head"),
+            ("balanced_accuracy_tail", "balanced accuracy, tail")]
+    brows = []
+    for r in benchmark["rows"]:
+        row = {"method": r["method"], "chapter": r["chapter"], "setting": r["setting"]}
+        for k, label in cols:
+            if k in r:
+                row[label] = f"{r[k]['mean']:.3f} ({r[k]['spread']:.3f})"
+        brows.append(row)
+    out.append(f"Mean over {len(benchmark['seeds'])} seeds, with the seed spread (max - min) in brackets; "
+               f"wall time {benchmark['wall_s']:.0f} s on the chapter labs' networks.")
+    out += ["", metrics_table(brows, ["method", "chapter", "setting"] + [c[1] for c in cols]), ""]
+    if figure:
+        out += [f"![The long-tail benchmark: head and tail for every method]({figure})", ""]
+    return "\n".join(out) + "\n"
+
+
+def edition_status(results: Dict[str, Dict[str, Any]], labs: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
+    """The "state of this edition" note, from which chapters have a `book` (or `paper`) run in ``results``."""
+    full = [stem for stem, key in CHAPTERS.items() if (results.get(key) or {}).get("scale") in ("book", "paper")]
+    rest = [stem for stem in CHAPTERS if stem not in full]
+
+    def names(stems):   # "01", "02-05 and 08": consecutive chapters as ranges
+        nums = [int(s.split("_")[0]) for s in stems]
+        runs, start = [], nums[0]
+        for a, b in zip(nums, nums[1:] + [None]):
+            if b != a + 1:
+                runs.append(f"{start:02d}" if start == a else f"{start:02d}–{a:02d}")
+                start = b
+        return ", ".join(runs[:-1]) + (" and " if len(runs) > 1 else "") + runs[-1]
+
+    parts = ["State of this edition:"]
+    if full:
+        devices = sorted({str(((results[CHAPTERS[s]] or {}).get("provenance") or {}).get("device", "a GPU"))
+                          for s in full})
+        parts.append(f"chapter{'s' if len(full) > 1 else ''} {names(full)} show{'' if len(full) > 1 else 's'} the "
+                     f"outputs of a `book`-scale run ({', '.join(devices)});")
+    if rest:
+        parts.append(f"chapter{'s' if len(rest) > 1 else ''} {names(rest)} show{'' if len(rest) > 1 else 's'} "
+                     f"`smoke`-scale outputs, whose image-model numbers measure nothing.")
+    n_labs = len(labs or {})
+    if n_labs:
+        parts.append(f"The exact-data labs of {n_labs} of the {len(CHAPTERS)} chapters run at full size on a CPU, so "
+                     f"their numbers are real at every scale (see Results at a glance).")
+    return " ".join(parts) + "\n"

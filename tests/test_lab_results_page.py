@@ -1,0 +1,38 @@
+"""The results page renders the labs and the benchmark; the edition-status note follows results/."""
+import json
+
+from lt_diffusion.experiments.summary import edition_status, load_lab_results, render_lab_section
+from lt_diffusion.lab.result import claim
+
+
+def _lab(key):
+    c = claim("The method helps (Someone 2024).", "metric (higher is better)",
+              {"base": [0.1, 0.2, 0.15], "method": [0.5, 0.55, 0.6]}, "method", "base", False, 42.0, "it helps")
+    return {"chapter": key, "labs": [c], "summary": "Reproduced beyond the seed spread: it helps.", "seeds": [0, 1, 2]}
+
+
+def test_lab_section_lists_claims_and_the_benchmark(tmp_path):
+    (tmp_path / "p2.json").write_text(json.dumps(_lab("p2")))
+    fig = {"mean": 0.5, "spread": 0.1, "seeds": [0.45, 0.5, 0.55]}
+    bench = {"seeds": [0, 1, 2], "wall_s": 12.0,
+             "rows": [{"method": "CBDM", "chapter": "cbdm", "setting": "tau = 1", "recall_head": fig,
+                       "recall_tail": fig}]}
+    (tmp_path / "longtail_benchmark.json").write_text(json.dumps(bench))
+    labs, b = load_lab_results(tmp_path)
+    page = render_lab_section(labs, b, "_generated/x.svg")
+    row = next(line for line in page.splitlines() if line.startswith("| [05_p2]"))
+    assert "The method helps" in row and "| yes |" in row and "0.4 (0.1)" in row and "| 42 |" in row
+    assert page.count("no lab results yet") == 7
+    assert "| CBDM | cbdm | tau = 1 | – | – | 0.500 (0.100) | 0.500 (0.100) |" in page
+    assert "![The long-tail benchmark" in page and "(_generated/x.svg)" in page
+    assert "**05_p2**: Reproduced beyond the seed spread: it helps." in page
+
+
+def test_edition_status_names_book_and_smoke_chapters():
+    results = {"ddpm": {"scale": "book", "provenance": {"device": "GPU X"}},
+               "adm": {"scale": "book", "provenance": {"device": "GPU X"}}, "cfg": {"scale": "smoke"}}
+    text = edition_status(results, {"ddpm": {}, "p2": {}})
+    assert "chapters 01 and 03 show the outputs of a `book`-scale run (GPU X)" in text
+    assert "chapters 02 and 04–08 show `smoke`-scale outputs" in text
+    assert "labs of 2 of the 8 chapters" in text
+    assert "chapter 01 shows" in edition_status({"ddpm": {"scale": "book"}})
