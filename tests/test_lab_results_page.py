@@ -28,11 +28,29 @@ def test_lab_section_lists_claims_and_the_benchmark(tmp_path):
     assert "**05_p2**: Reproduced beyond the seed spread: it helps." in page
 
 
-def test_edition_status_names_book_and_smoke_chapters():
-    results = {"ddpm": {"scale": "book", "provenance": {"device": "GPU X"}},
-               "adm": {"scale": "book", "provenance": {"device": "GPU X"}}, "cfg": {"scale": "smoke"}}
-    text = edition_status(results, {"ddpm": {}, "p2": {}})
+def test_edition_status_says_what_each_page_shows():
+    pages = {"01_ddpm": {"scale": "book", "device": "GPU X"}, "03_adm": {"scale": "book", "device": "GPU X"},
+             "04_cfg": {"scale": "smoke"}}
+    results = {"ddpm": {"scale": "book"}, "cbdm": {"scale": "book"}}
+    text = edition_status(results, {"ddpm": {}, "p2": {}}, pages)
     assert "chapters 01 and 03 show the outputs of a `book`-scale run (GPU X)" in text
     assert "chapters 02 and 04–08 show `smoke`-scale outputs" in text
+    # a recorded book run whose chapter page now shows smoke outputs is named as such, not as the page's
+    assert "An earlier `book` run of chapter 06, made with a previous version of the code" in text
     assert "labs of 2 of the 8 chapters" in text
-    assert "chapter 01 shows" in edition_status({"ddpm": {"scale": "book"}})
+    assert "chapter 01 shows" in edition_status({}, None, {"01_ddpm": {"scale": "paper", "device": "G"}})
+    assert "chapter 01 shows" not in edition_status({"ddpm": {"scale": "book"}})
+
+
+def test_page_provenance_reads_the_provenance_table(tmp_path):
+    from lt_diffusion.experiments.summary import page_provenance
+    from lt_diffusion.provenance import provenance_table
+
+    table = provenance_table({"commit": "a" * 40, "device": "NVIDIA H100", "scale": "book", "seeds": [0, 1]})
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
+        {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": str(table)}}]}]}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert page_provenance(path) == {"scale": "book", "device": "NVIDIA H100", "commit": "a" * 12}
+    path.write_text(json.dumps({"cells": []}))
+    assert page_provenance(path) == {}

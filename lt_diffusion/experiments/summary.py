@@ -20,12 +20,13 @@ those pages is typed by hand.
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 __all__ = ["headline", "longtail_row", "effect_verdict", "load_results", "render_results_page", "CHAPTERS",
-           "load_lab_results", "render_lab_section", "edition_status"]
+           "load_lab_results", "render_lab_section", "edition_status", "page_provenance"]
 
 # notebook stem -> results key, in book order (the key is what the chapter passes to save_results)
 CHAPTERS = {
@@ -259,9 +260,31 @@ def render_lab_section(labs: Dict[str, Dict[str, Any]], benchmark: Optional[Dict
     return "\n".join(out) + "\n"
 
 
-def edition_status(results: Dict[str, Dict[str, Any]], labs: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
-    """The "state of this edition" note, from which chapters have a `book` (or `paper`) run in ``results``."""
-    full = [stem for stem, key in CHAPTERS.items() if (results.get(key) or {}).get("scale") in ("book", "paper")]
+_PROVENANCE_ROW = re.compile(r"^\|\s*(scale|device|commit)\s*\|\s*([^|]+?)\s*\|\s*$", re.M)
+
+
+def page_provenance(notebook: Path) -> Dict[str, str]:
+    """``{"scale", "device", "commit"}`` of the run whose outputs a committed chapter shows, read from the provenance
+    table in its outputs (``finish_chapter``'s last cell); ``{}`` when the notebook shows none."""
+    cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    found: Dict[str, str] = {}
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            text = (out.get("data") or {}).get("text/markdown", "")
+            text = "".join(text) if isinstance(text, list) else text
+            rows = dict(_PROVENANCE_ROW.findall(text))
+            if "scale" in rows:
+                found = rows
+    return found
+
+
+def edition_status(results: Dict[str, Dict[str, Any]], labs: Optional[Dict[str, Dict[str, Any]]] = None,
+                   pages: Optional[Dict[str, Dict[str, str]]] = None) -> str:
+    """The "state of this edition" note: at which scale each chapter page's outputs were made (``pages``, from
+    :func:`page_provenance` of the committed notebooks), which `book`/`paper` runs are recorded in ``results`` for
+    chapters whose page shows another run, and how many chapters have an exact-data lab."""
+    pages = pages or {}
+    full = [stem for stem in CHAPTERS if (pages.get(stem) or {}).get("scale") in ("book", "paper")]
     rest = [stem for stem in CHAPTERS if stem not in full]
 
     def names(stems):   # "01", "02-05 and 08": consecutive chapters as ranges
@@ -273,15 +296,22 @@ def edition_status(results: Dict[str, Dict[str, Any]], labs: Optional[Dict[str, 
                 start = b
         return ", ".join(runs[:-1]) + (" and " if len(runs) > 1 else "") + runs[-1]
 
+    def plural(stems, one, many):
+        return many if len(stems) > 1 else one
+
     parts = ["State of this edition:"]
     if full:
-        devices = sorted({str(((results[CHAPTERS[s]] or {}).get("provenance") or {}).get("device", "a GPU"))
-                          for s in full})
-        parts.append(f"chapter{'s' if len(full) > 1 else ''} {names(full)} show{'' if len(full) > 1 else 's'} the "
+        devices = sorted({pages[s].get("device", "a GPU") for s in full})
+        parts.append(f"{plural(full, 'chapter', 'chapters')} {names(full)} {plural(full, 'shows', 'show')} the "
                      f"outputs of a `book`-scale run ({', '.join(devices)});")
     if rest:
-        parts.append(f"chapter{'s' if len(rest) > 1 else ''} {names(rest)} show{'' if len(rest) > 1 else 's'} "
-                     f"`smoke`-scale outputs, whose image-model numbers measure nothing.")
+        parts.append(f"{plural(rest, 'chapter', 'chapters')} {names(rest)} {plural(rest, 'shows', 'show')} "
+                     "`smoke`-scale outputs: they check that the code runs, and their image-model numbers measure "
+                     "nothing.")
+    recorded = [stem for stem in rest if (results.get(CHAPTERS[stem]) or {}).get("scale") in ("book", "paper")]
+    if recorded:
+        parts.append(f"An earlier `book` run of {plural(recorded, 'chapter', 'chapters')} {names(recorded)}, made "
+                     "with a previous version of the code, is recorded on the Results at a glance page.")
     n_labs = len(labs or {})
     if n_labs:
         parts.append(f"The exact-data labs of {n_labs} of the {len(CHAPTERS)} chapters run at full size on a CPU, so "
