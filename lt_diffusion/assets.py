@@ -1,7 +1,7 @@
 """Offline weights and data files, checked against ``SHA256SUMS``.
 
 The asset folder (``data_root`` argument or ``LT_DIFFUSION_ASSETS``, see :mod:`lt_diffusion.paths`)
-holds the files listed in ``/work/shared/assets/README.md``:
+holds these files (with a ``SHA256SUMS`` file listing their digests):
 
 * ``cifar10-png.tar.gz``: CIFAR-10 as PNG files in ImageFolder layout (read by :mod:`lt_diffusion.data`);
 * ``pt_inception-2015-12-05-nofc.pth``: pytorch-fid's FID Inception-v3 state dict **without** ``fc``;
@@ -122,7 +122,7 @@ def _missing_message(name: str, folder: Path | None, download_hint: str) -> str:
     )
     return (
         f"{name}: {where}. Fix: set {ASSETS_ENV} (or pass data_root=) to a folder holding {name} "
-        f"and its SHA256SUMS entry (the project's offline assets, e.g. ../shared/assets), "
+        f"and its SHA256SUMS entry (see the README, section Data and weights), "
         f"or {download_hint}"
     )
 
@@ -190,7 +190,7 @@ def _verify(path: Path, expected: str, fix: str | None = None) -> None:
         raise AssetChecksumError(
             f"{path}: SHA256 mismatch (expected {expected}, actual {actual}). The file is corrupt, "
             f"truncated or a different version: "
-            + (fix or f"copy it again from the project's offline assets (e.g. ../shared/assets) or fix the "
+            + (fix or f"copy it again from the asset folder's source or fix the "
                       f"SHA256SUMS entry in {path.parent}")
         )
     record[key] = stamp

@@ -261,9 +261,8 @@ def _no_source_message(split: str, folder: Path | None, why: str) -> str:
     return (
         f"CIFAR-10 {split}: no source available: {where}, no cache in {cache_dir()} ({CACHE_ENV}), "
         f"and {why}. Fix either: (1) set {ASSETS_ENV} or pass data_root= to a folder with "
-        f"{CIFAR10_ARCHIVE} and SHA256SUMS (e.g. ../shared/assets), or (2) allow download "
-        f"(download=True) on a machine with network access. On a remote GPU machine: carry the "
-        f".gpu/data-* parts of scripts/make_gpu_bundle.py and source scripts/gpu_bootstrap.sh"
+        f"{CIFAR10_ARCHIVE} and SHA256SUMS, or (2) allow download (download=True) on a machine with "
+        f"network access. On a GPU node without network: see CONTRIBUTING.md (the offline GPU bundle)"
     )
 
 

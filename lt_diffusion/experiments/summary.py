@@ -4,7 +4,7 @@ A chapter's results JSON (``results/<chapter>.json``, written by :func:`lt_diffu
 may carry two extra entries built here:
 
 * ``"headline"`` (:func:`headline`): the chapter's one number at its scale, the paper's number for the paper's own
-  setting (only numbers actually read, see ``../shared/papers.md``), and the paper's *effect* (method vs baseline)
+  setting (only numbers read in the paper itself), and the paper's *effect* (method vs baseline)
   measured in our run, per seed, so the page can say whether it reproduced in direction and whether the gap
   exceeds the seed spread;
 * ``"longtail"`` (:func:`longtail_row`): rows of the one CIFAR-10-LT table across methods.

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from lt_diffusion.metrics.features import (DEFAULT_BATCH_SIZE, InceptionFeatureExtractor, as_features,
@@ -98,6 +99,9 @@ def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 1e
     with warnings.catch_warnings():
         # pytorch-fid 0.3.0 passes sqrtm(disp=False), deprecated in SciPy 1.17 (removed in 1.18)
         warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*", category=DeprecationWarning)
+        # with fewer samples than feature dimensions the covariances are singular and SciPy warns; pytorch-fid
+        # itself checks the square root and adds eps to the diagonals when it is not finite
+        warnings.filterwarnings("ignore", category=scipy.linalg.LinAlgWarning)
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps))
 
 
