@@ -15,7 +15,7 @@ Every image passes the network at most twice (once, plus once more for the first
 Images come from the offline CIFAR-10 archive (``LT_DIFFUSION_ASSETS``) or from ``--npz`` (key
 ``images``). Example::
 
-    LT_DIFFUSION_ASSETS=../shared/assets python benchmarks/metrics_speed.py --num-images 64 --batch-size 32
+    LT_DIFFUSION_ASSETS=/path/to/assets python benchmarks/metrics_speed.py --num-images 64 --batch-size 32
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A CIFAR ResNet-18 for "train on generated data" experiments (Diffusion Inversion, Ch. 08) and for labelling
 generated samples (minority guidance, Ch. 07).
 
-The recipe follows the Diffusion Inversion repository's ``train_net.py`` (papers.md §7.3): torchvision's
+The recipe follows the Diffusion Inversion repository's ``src/train_net.py``: torchvision's
 ResNet-18 (He et al. 2016) with a 3×3 stride-1 stem and no max-pool (the usual 32×32 adaptation), SGD with
 momentum 0.9 and weight decay 5e-4, a linear warm-up from 0.001·lr followed by a cosine decay to 0.001·lr,
 random-crop (padding = size/8) and horizontal-flip augmentation, tested on the real test split. Real and

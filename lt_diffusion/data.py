@@ -12,7 +12,7 @@ Sources, tried in this order by :func:`load_cifar10`:
    :func:`lt_diffusion.assets.fetch`) into the cache, for machines with network; cached as
    ``cifar10tv_{split}_uint8.pt``. Same labels, **different image order** than 1-2.
 
-Long tail (LDAM / CBDM protocol, see ``papers.md`` §5.1): class ``c`` keeps
+Long tail (the LDAM / CBDM protocol): class ``c`` keeps
 ``n_c = int(n_max * imb_factor ** (c / (C - 1)))`` images. CBDM's ``dataset.py`` shuffles each class
 with ``np.random.seed(0)`` before taking ``n_c``; here we take the **first** ``n_c`` images of each
 class in the source's order, which is deterministic without a numpy RNG and gives the same counts

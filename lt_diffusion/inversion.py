@@ -5,7 +5,7 @@ tensor that normally comes out of the text encoder — by minimising the ordinar
 
     c_i = argmin_c  E_{t, ε} || ε − ε_θ(sqrt(ᾱ_t) x_i + sqrt(1 − ᾱ_t) ε, t, c) ||²          (θ frozen)
 
-(papers.md §7.1: a bias-free linear map of a one-hot image index, AdamW, constant lr 3e-2). New training data
+(the official ``src/pipeline_emb.py``: a bias-free linear map of a one-hot image index, AdamW, constant lr 3e-2). New training data
 are then sampled from perturbed and interpolated vectors, c = (1 − s) c_i + s c_j + λ ε with j of the same
 class, with classifier-free guidance whose *unconditional* input is the **mean of all learned vectors**
 (not the null prompt), which keeps the guided sampler inside the region the learned vectors occupy (§7.2).

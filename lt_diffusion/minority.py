@@ -7,7 +7,7 @@ this into a per-image score,
 
     l(x_0) = E_{ε} [ d(x_0, x̂_0(x_t)) ],   x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε,  t fixed,
 
-with d = LPIPS (VGG) and 5 noise draws at the original step t ≈ 605 of 1000 (papers.md §6.2), and sorts the
+with d = LPIPS (VGG) and 5 noise draws at the original step t ≈ 605 of 1000 (the official ``construct_ms_dataset.py``), and sorts the
 training set into L ordinal **levels** by quantiles of l (level L−1 = the most unusual). A noise-conditional
 classifier p_ψ(l̃ | x_t, t) on those levels then steers sampling, exactly like ADM's classifier guidance
 (:func:`lt_diffusion.guidance.classifier_cond_fn` with ``labels=level``).
@@ -31,7 +31,7 @@ def official_perturb_timestep(num_timesteps: int = 1000, respacing: int = 100, i
     """The original-scale t the official code perturbs to: index ``60`` of a ``"100"`` respacing.
 
     ``construct_ms_dataset.py`` forces ``timestep_respacing="100"`` and uses ``perturb_t=60``; with T = 1000
-    that is original step 605 (papers.md §6.2, §10.7). The fraction t/T, not ᾱ_t, carries over between schedules.
+    that is original step 605. The fraction t/T, not ᾱ_t, carries over between schedules.
     """
     from .schedules import space_timesteps
 

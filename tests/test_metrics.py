@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module", autouse=True)
 def _env(tmp_path_factory):
     """Offline asset folder and a private cache for this module (restored afterwards); single-threaded
-    BLAS, which cuts the CPU time of scipy's sqrtm (FID) threefold on a busy 2-core machine."""
+    BLAS, which cuts the CPU time of scipy's sqrtm (FID) threefold on a busy small machine."""
     from threadpoolctl import threadpool_limits
 
     saved = {k: os.environ.get(k) for k in ("LT_DIFFUSION_ASSETS", "LT_DIFFUSION_CACHE")}

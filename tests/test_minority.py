@@ -9,7 +9,7 @@ from lt_diffusion.toy2d import ExactEpsModel, GaussianMixture
 
 
 def test_official_perturb_timestep():
-    assert minority.official_perturb_timestep(1000) == 605   # index 60 of a "100" respacing (papers.md §6.2)
+    assert minority.official_perturb_timestep(1000) == 605   # index 60 of a "100" respacing, as the official code
 
 
 def test_levels_follow_the_quantile_rule():

@@ -1,7 +1,7 @@
 """What a preset would cost on one H100: one projection over one set of throughputs (an estimate, not a
 measurement; the provenance cell of a chapter records what a run really took).
 
-Measured on the lent H100 (DESIGN.md, torch 2.11, bf16): the 6.9 M-parameter ``book`` UNet trains at 4,600 img/s
+Measured on an NVIDIA H100 (torch 2.11, bf16; ``benchmarks/results/``): the 6.9 M-parameter ``book`` UNet trains at 4,600 img/s
 through the Trainer at batch 512 and samples 13,300 denoiser passes/s at batch 1,000; the 52.5 M ``iddpm_cifar10``
 UNet trains at 1,271 img/s (eager) and samples 4,942 passes/s. Assumed: Inception features at 3,000 img/s, noisy
 classifiers at twice their UNet's training rate, a ResNet-18 at 8,500 img/s, 20 s of start-up.

@@ -246,7 +246,7 @@ def dataset_reference_stats(
     """:func:`reference_stats` with the key ``"<dataset_name>-<split>-<subset>"``.
 
     ``subset`` must describe the image set exactly (e.g. ``"full"``, ``"lt-imb100-seed0"``, ``"class3"``).
-    Note that the papers (e.g. CBDM, §5.3 of papers.md) compare long-tailed runs against the **full,
+    Note that the papers (e.g. CBDM's official evaluation, ``score/both.py``) compare long-tailed runs against the **full,
     balanced** training set statistics.
     """
     return reference_stats(f"{dataset_name}-{split}-{subset}", images, **kwargs)

@@ -11,7 +11,7 @@ statistics; at 64x64 every layer keeps a spatial map (15, 7, 3, 3, 3) while stay
 depend strongly on this choice (assets README: 0.24 at 32, 0.50 at 64, 0.67 at 224 for the same pairs);
 use one resolution for everything that is compared.
 
-Note: minority guidance (papers.md §6.2) uses LPIPS with a VGG backbone; only AlexNet is available offline.
+Note: minority guidance's official code (``construct_ms_dataset.py``) uses LPIPS with a VGG backbone; only AlexNet is available offline.
 """
 from __future__ import annotations
 

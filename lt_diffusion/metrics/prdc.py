@@ -64,7 +64,7 @@ def prdc(
         real_feats: ``(N_r, D)`` features (or images, see ``compute_features``).
         gen_feats: ``(N_g, D)`` features (or images).
         k: nearest-neighbour index for the ball radii (3 in Kynkäänniemi et al.; CBDM's evaluation
-            used k = 5, see papers.md §5.3).
+            used k = 5, ``IPR(k=5)`` in its ``score/both.py``).
     Returns:
         ``{"precision", "recall", "density", "coverage"}`` (floats; precision = recall = 1 for identical sets).
     """
