@@ -42,7 +42,7 @@ def finish_chapter(run, chapter: str, results: Dict[str, Any], **extra: Any) -> 
 def start_chapter(chapter: str, scale: str, seeds=0):
     """The first cell of a chapter: its preset at ``scale``, a provenance run (:func:`lt_diffusion.provenance.
     start_run` with ``seeds``), the device, the label that marks smoke numbers, and the projected H100 cost
-    (:func:`lt_diffusion.experiments.projected_gpu_seconds`), printed with the preset's note.
+    (:func:`lt_diffusion.experiments.projected_gpu_seconds`), printed with the preset's note at ``book``/``paper``.
 
     Returns ``(preset, run, device, smoke_label, cost)``.
     """
@@ -55,5 +55,7 @@ def start_chapter(chapter: str, scale: str, seeds=0):
     preset = get_preset(chapter, scale)
     device, cost = default_device(), projected_gpu_seconds(preset)
     print(f"scale={scale} device={device} arms={list(preset.arms)}")
-    print(f"projected H100 time (estimate): {cost['total_s'] / 60:.1f} min | {preset.note}")
+    if scale != "smoke":   # a smoke run is timed by its provenance; a projection of it says nothing
+        print(f"projected time on one H100 (estimate from measured throughput): {cost['total_s'] / 60:.1f} min"
+              f" | {preset.note}")
     return preset, run, device, "" if preset.comparable else " (smoke: not comparable)", cost
