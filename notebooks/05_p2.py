@@ -234,8 +234,8 @@ print(lab.summary)
 # with γ (left panel; the band is shaded). The other half does not follow on this data: the samples of the
 # γ = 1 model are *further* from the true distribution than the baseline's. Its error at high SNR grew several
 # fold (left panel, small $t$), and on an 8-dimensional mixture those last, precise steps are likely what places a
-# sample; this data has no "imperceptible" detail to sacrifice. The perceptual argument is about images, which is where Section 6
-# tests it.
+# sample; this data has no "imperceptible" detail to sacrifice. The perceptual argument is about images, which
+# is where Section 6 tests it.
 #
 # ## 6. CIFAR-10: baseline against P2 at a fixed budget
 #

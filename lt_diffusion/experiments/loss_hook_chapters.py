@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 __all__ = ["lab_table", "arm_diff", "loss_terms_check", "p2_weight_table", "p2_stage_table", "p2_residual_table",
-           "seed_dir", "cbdm_recipe_table", "cbdm_score_main", "cbdm_group_rows", "cbdm_sweep", "cbdm_single_seed_rows", "paper_table"]
+           "seed_dir", "cbdm_recipe_table", "cbdm_score_main", "cbdm_group_rows", "cbdm_sweep",
+           "cbdm_single_seed_rows"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -44,14 +45,6 @@ def lab_table(result):
     return plotting.metrics_table(rows, formats={"gain": ".3g", "seed spread": ".3g"})
 
 
-def paper_table(rows: Sequence[Mapping[str, Any]]):
-    """The numbers a paper reports (rows typed from the paper's text, each with its source), as a table."""
-    from lt_diffusion import plotting
-
-    return plotting.metrics_table(rows, formats={k: "g" for r in rows for k, v in r.items()
-                                                 if isinstance(v, float)})
-
-
 def arm_diff(base, arm, names: Tuple[str, str] = ("baseline", "method")) -> str:
     """A unified diff of two arms' :class:`~lt_diffusion.experiments.DiffusionSpec` (one ``field = value`` line
     each, computed from the dataclasses, so it follows the presets), followed by the engine hooks that
@@ -69,10 +62,11 @@ def loss_terms_check(base, arm, *, seed: int = 0, batch: int = 4, class_counts: 
 
     Both engines (``build_diffusion`` of each arm's spec) see the same untrained network (``base``'s model, built
     with ``seed``; its zero-initialised layers are filled with small random weights, so that its prediction
-    depends on x_t, t and the label, as a trained network's does), the same ``x_start`` ``(batch, C, H, W)`` (uniform in [-1, 1]), the same timesteps (spread
-    evenly over the chain), labels and noise. ``GaussianDiffusion.training_losses`` returns ``(B,)`` terms; the
-    check is ``loss = loss_weight · mse + reg`` (a missing term: weight 1, reg 0) for the second engine, and that
-    both engines compute the same ``mse``. Returns ``(table, max_abs_error)``; raises when the identity fails.
+    depends on x_t, t and the label, as a trained network's does), the same ``x_start`` ``(batch, C, H, W)``
+    (uniform in [-1, 1]), the same timesteps (spread evenly over the chain), labels and noise.
+    ``GaussianDiffusion.training_losses`` returns ``(B,)`` terms; the check is ``loss = loss_weight · mse + reg``
+    (a missing term: weight 1, reg 0) for the second engine, and that both engines compute the same ``mse``.
+    Returns ``(table, max_abs_error)``; raises when the identity fails.
     """
     from lt_diffusion import plotting
     from lt_diffusion.experiments.build import build_diffusion, build_model
@@ -150,7 +144,8 @@ def p2_stage_table(steps: int = 1000):
         rows.append({"schedule": name, "coarse steps": int((s < 1e-2).sum()),
                      "content steps": int(((s >= 1e-2) & (s <= 1)).sum()), "clean-up steps": int((s > 1).sum()),
                      "SNR min": float(s.min()), "SNR max": float(s.max()), "λ_t at t = 0": float(lam[0]),
-                     "λ_t max": float(lam.max()), "at t": int(lam.argmax()), f"λ_t at t = {steps - 1}": float(lam[-1])})
+                     "λ_t max": float(lam.max()), "at t": int(lam.argmax()),
+                     f"λ_t at t = {steps - 1}": float(lam[-1])})
     return plotting.metrics_table(rows, formats={"SNR min": ".2g", "SNR max": ".3g", "λ_t at t = 0": ".3g",
                                                  "λ_t max": ".1f", f"λ_t at t = {steps - 1}": ".1f"})
 
@@ -220,7 +215,8 @@ def cbdm_score_main(P, models: Mapping[Tuple[str, int], Any], ref, seeds: Sequen
     out = {}
     for name in names:
         for seed in seeds:
-            labels = longtail.balanced_labels(P.eval.num_samples, K, generator=torch.Generator().manual_seed(1000 + seed))
+            labels = longtail.balanced_labels(P.eval.num_samples, K,
+                                              generator=torch.Generator().manual_seed(1000 + seed))
             sampler = make_sampler(P.arm("baseline").diffusion, models[(name, seed)], sample_steps=P.eval.sample_steps,
                                    guidance_scale=P.omega, device=device)
             scores, images = sample_and_score(sampler, P.eval.num_samples, ref, batch_size=P.eval.batch_size,
@@ -293,7 +289,8 @@ def cbdm_single_seed_rows(P, models: Mapping[Tuple[str, int], Any], main, sweep_
                                 device=device)[0]
 
     cb = P.arm("cbdm").diffusion
-    abl = [{"arm": "baseline (τ = 0)", "τ": 0.0, "y'": "–", "P2 γ": 0.0, **{m: at["baseline"][m] for m in metrics3}},
+    abl = [{"arm": "baseline (τ = 0)", "τ": 0.0, "y'": "–", "P2 γ": 0.0,
+            **{m: at["baseline"][m] for m in metrics3}},
            {"arm": "CBDM", "τ": cb.cbdm_tau, "y'": cb.cbdm_label_dist, "P2 γ": 0.0,
             **{m: at["CBDM"][m] for m in metrics3}}]
     for key, arm in P.arms.items():
