@@ -363,8 +363,8 @@ else:
 # **Limits.** Guidance can only move samples to regions the pretrained model represents; it cannot invent what the
 # model never learned, and with a weak backbone the rare samples are also the least realistic (watch precision and
 # the "outside" share as $w$ grows). The levels and the classifier are learned from the training set itself, so
-# each level must hold enough images: the authors use $L = 100$ on LSUN-Bedrooms, we use $L = 10$ on the 12,406
-# CIFAR-10-LT images. The score is only as good as the backbone's reconstructions; a minutes-scale model's
+# each level must hold enough images: the authors use $L = 100$ on LSUN-Bedrooms, the `book` run $L = 10$ on the
+# 12,406 CIFAR-10-LT images. The score is only as good as the backbone's reconstructions; a minutes-scale model's
 # $\hat x_0$ is poor for every image, which compresses the differences the score is built on. Our level classifier
 # works on pixels; the authors' is a small head on the features of a frozen ImageNet classifier. Finally, the
 # metrics are measured against the LT training set, so a sample far from it may be a genuine minority feature or
