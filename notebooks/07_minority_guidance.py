@@ -243,7 +243,7 @@ if report.shows_results(SCALE):
                                   list(sc["top_share"].values()),
                                   [plotting.GROUP_COLORS[member[c]] for c in sc["present"]], P.num_levels - 1,
                                   P.num_levels)
-    print("mean score by group:", {g: round(v, 4) for g, v in sc["by_group"].items()},
+    print("mean score by group:", ", ".join(f"{g} {v:.4f}" for g, v in sc["by_group"].items()),
           f"| Spearman(class count, mean score) = {sc['rho']:+.2f} (negative: rarer classes score higher)")
 else:
     report.pipeline_check("backbone, minority scores, levels", timer, scores=sc["scores"], levels=sc["levels"],
@@ -327,7 +327,7 @@ with timer:
     lab_eval, hist, tail_share = mc.class_mix(P, sc["counts"], sets, CHECKPOINT_DIR, seed=SEED, device=device)
 if report.shows_results(SCALE):
     print(f"labeller test accuracy {lab_eval['accuracy']:.3f}; share of tail classes:",
-          {k: round(v, 3) for k, v in tail_share.items()})
+          ", ".join(f"{k} {v:.3f}" for k, v in tail_share.items()))
     plotting.bar(CIFAR10_CLASSES, hist, ylabel="share of images", rotate=45,
                  title="class mix (generated: predicted by the labeller)");
 else:
