@@ -178,7 +178,7 @@ def _train(args) -> int:
     device = _device(args.device)
     from lt_diffusion.train import setup_distributed
     rank, world, _ = setup_distributed(device.type)
-    command = " ".join(["lt-diffusion"] + list(sys.argv[1:])) if sys.argv else "lt-diffusion"
+    command = " ".join(["lt-diffusion"] + list(args.argv))
     for name, (arm, ckpt) in arms.items():
         folder = out / name
         steps = arm.train.steps
@@ -341,46 +341,62 @@ def _reference(name: str, per_class: Optional[int]):
 
 def evaluate_samples(images, labels, ref: str, *, per_class: Optional[int] = None, device=None,
                      k: int = 3) -> Dict[str, Any]:
-    """Scores of uint8 samples ``(N, 3, H, W)`` (labels ``(N,)`` or None) against reference ``ref``: FID, KID,
-    precision / recall (k-NN balls of ``k``) and, with labels, per-class FID and head / mid / tail FID
-    (:func:`lt_diffusion.experiments.score_features`)."""
+    """Scores of uint8 samples ``(N, 3, H, W)`` (labels ``(N,)`` or None) against reference ``ref``.
+
+    FID, KID and precision / recall (k-NN balls of ``k``) compare the samples with the reference images
+    (``cifar10-train``: the CIFAR-10 train set; ``cifar10-lt``: its long-tailed subset, imbalance 100), at most
+    ``per_class`` per class. With labels (at least 2 samples of every class) also the per-class FID and the head /
+    mid / tail FID (:func:`lt_diffusion.longtail.lt_fid_breakdown`): each class against the CIFAR-10 train images of
+    that class, the groups by CIFAR-10-LT's class counts, as the chapters score the long tail.
+    """
     import numpy as np
 
     from lt_diffusion import longtail
+    from lt_diffusion.data import lt_class_counts
     from lt_diffusion.experiments.evaluate import Reference, score_features
-    from lt_diffusion.metrics import compute_features, feature_stats
+    from lt_diffusion import metrics
 
     real, desc = _reference(ref, per_class)
-    real_feats = compute_features(real.images, progress=False, device=device)
-    counts = real.class_counts()
-    lt = None
-    metrics = ["fid", "pr", "kid"]
+    real_feats = metrics.compute_features(real.images, progress=False, device=device)
     out: Dict[str, Any] = {"num_samples": int(len(images)), "reference": desc, "reference_images": int(len(real))}
+    names = ["fid", "pr", "kid"]
+    lt = None
     if labels is not None:
         lab = np.asarray(labels).reshape(-1)
-        have = np.bincount(lab, minlength=len(counts))
-        if len(have) > len(counts):
-            raise CLIError(f"the samples' labels go up to {lab.max()}, the reference has {len(counts)} classes")
+        classes = real.num_classes
+        if lab.min() < 0 or lab.max() >= classes:
+            raise CLIError(f"the samples' labels lie in [{lab.min()}, {lab.max()}]; the reference has classes "
+                           f"0..{classes - 1}")
+        have = np.bincount(lab, minlength=classes)
         if have.min() >= 2:
-            lt = longtail.class_reference_stats(real_feats, real.labels.numpy(), counts)
+            balanced, _ = _reference("cifar10-train", per_class)
+            bal_feats = real_feats if ref == "cifar10-train" else metrics.compute_features(
+                balanced.images, progress=False, device=device)
+            counts = lt_class_counts(5000, classes, LT_IMB_FACTOR)
+            lt = longtail.class_reference_stats(bal_feats, balanced.labels.numpy(), counts)
             lt.update({"counts": list(counts), "n_head": 3, "n_tail": 3})
-            metrics.append("lt")
+            names.append("lt")
+            out["per_class_reference"] = (f"{_reference_desc(per_class)}; head / mid / tail by "
+                                          f"CIFAR-10-LT's class counts {list(counts)}")
         else:
             out["per_class_note"] = ("no per-class FID: classes "
-                                     f"{[c for c in range(len(counts)) if have[c] < 2]} have fewer than 2 samples")
-    reference = Reference(feature_stats(real_feats), desc, len(real), feats=real_feats, lt=lt)
-    feats = compute_features(images, progress=False, device=device)
-    scores = score_features(feats, reference, metrics=tuple(metrics), k=k, labels=labels, device=device)
+                                     f"{[c for c in range(classes) if have[c] < 2]} have fewer than 2 samples")
+    reference = Reference(metrics.feature_stats(real_feats), desc, len(real), feats=real_feats, lt=lt)
+    feats = metrics.compute_features(images, progress=False, device=device)
+    scores = score_features(feats, reference, metrics=tuple(names), k=k, labels=labels, device=device)
     if "lt" in scores:
         breakdown = scores.pop("lt")
         out["per_class_FID"] = {str(c): float(v) for c, v in breakdown["per_class"].items()}
-        out["group_FID"] = {g: {kk: (float(vv) if isinstance(vv, (int, float)) else vv) for kk, vv in d.items()}
-                            for g, d in breakdown["groups"].items()}
+        out["group_FID"] = {g: {kk: float(vv) for kk, vv in d.items()} for g, d in breakdown["groups"].items()}
         out["group_members"] = {g: [int(c) for c in m] for g, m in breakdown["group_members"].items()}
         out["count_FID_rank_corr"] = float(breakdown["rank_corr"])
     out.update({("KID_x1e3" if kk == "KID×10³" else "KID_std_x1e3" if kk == "KID std×10³" else kk): float(v)
                 for kk, v in scores.items()})
     return out
+
+
+def _reference_desc(per_class: Optional[int]) -> str:
+    return "each class against its CIFAR-10 train images" + ("" if per_class is None else f" (first {per_class})")
 
 
 def _evaluate(args) -> int:
@@ -521,7 +537,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; returns the exit status (2: a bad argument, reported in one line on stderr)."""
     parser = build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
+        args.argv = argv
         if args.command is None:
             parser.print_help()
             return 2
