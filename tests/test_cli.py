@@ -285,3 +285,17 @@ def test_running_page_table_is_the_functions_output():
     assert cli.reproduce_commands("p2")[0] in readme and cli.reproduce_commands("p2")[1] in readme
     rows = cli.cost_table_rows("paper")
     assert [r["chapter"] for r in rows] == list(cli.NOTEBOOKS) and all(r["total (GPU-h)"] > 1 for r in rows)
+
+
+def test_train_or_load_trains_an_arm_made_from_another_arms_output(tmp_path, monkeypatch):
+    """An arm whose data the chapter makes (``data.from_arm``) has no folder from `lt-diffusion train`: with
+    CHECKPOINT_DIR set, train_or_load trains it from ``data=`` instead of refusing."""
+    p = get_preset("diffusion_inversion", "smoke")
+    name = next(n for n, a in p.arms.items() if a.data.from_arm is not None)
+    calls = []
+    monkeypatch.setattr("lt_diffusion.experiments.training.train_model",
+                        lambda arm, **kw: calls.append((arm, kw)) or "trained")
+    assert train_or_load(p, name, checkpoint_dir=tmp_path, seed=0, data="DATA") == "trained"
+    assert calls[0][0] is p.arms[name] and calls[0][1]["data"] == "DATA"
+    with pytest.raises(SavedRunError, match="has no folder"):  # an arm the command trains is still required
+        train_or_load(p, p.arms[name].data.from_arm, checkpoint_dir=tmp_path, seed=0)
