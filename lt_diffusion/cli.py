@@ -33,7 +33,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["main", "CLIError", "NOTEBOOKS", "cost_table_rows", "cost_table_markdown", "reproduce_commands"]
+__all__ = ["main", "CLIError", "NOTEBOOKS", "cost_table_rows", "cost_table_markdown", "reproduce_commands",
+           "commands_markdown", "memory_rows", "memory_table_markdown", "render_running_page", "update_running_page",
+           "evaluate_samples"]
 
 #: The notebook of each chapter key, for the reproduction commands.
 NOTEBOOKS = {"ddpm": "01_ddpm", "improved_ddpm": "02_improved_ddpm", "adm": "03_adm", "cfg": "04_cfg",
@@ -437,6 +439,38 @@ def reproduce_commands(chapter: str, scale: str = "paper", nproc: int = 8) -> Li
             f"runs/{chapter}"]
 
 
+def commands_markdown(scale: str = "paper", nproc: int = 8) -> str:
+    """The reproduction commands of every chapter (:func:`reproduce_commands`) as one bash block."""
+    from lt_diffusion.presets import get_preset
+
+    lines = ["```bash"]
+    for i, chapter in enumerate(NOTEBOOKS):
+        derived = sorted(n for n, a in get_preset(chapter, scale).arms.items() if a.data.from_arm is not None)
+        note = f"; the chapter trains {', '.join(derived)}" if derived else ""
+        lines += ([""] if i else []) + [f"# {NOTEBOOKS[chapter]}{note}"] + reproduce_commands(chapter, scale, nproc)
+    return "\n".join(lines + ["```"])
+
+
+def _fill(text: str, marker: str, content: str) -> str:
+    start, end = f"<!-- {marker}: start -->\n", f"<!-- {marker}: end -->"
+    i, j = text.index(start) + len(start), text.index(end)
+    return text[:i] + content.strip() + "\n" + text[j:]
+
+
+def render_running_page(text: str) -> str:
+    """``text`` (book/running.md) with its generated blocks (commands, cost table, memory table) filled in from
+    :func:`commands_markdown`, :func:`cost_table_markdown` and :func:`memory_table_markdown`."""
+    text = _fill(text, "commands", commands_markdown("paper"))
+    text = _fill(text, "cost-table", cost_table_markdown("paper"))
+    return _fill(text, "memory-table", memory_table_markdown("book"))
+
+
+def update_running_page(path: str = "book/running.md") -> None:
+    """Rewrite the generated blocks of the "Running the chapters" page."""
+    page = Path(path)
+    page.write_text(render_running_page(page.read_text()))
+
+
 def cost_table_rows(scale: str = "paper") -> List[Dict[str, Any]]:
     """One row per chapter: its notebook, the arms ``train`` trains, training images, and the projected GPU-hours
     of training and of sampling + scoring (:func:`lt_diffusion.experiments.projected_gpu_seconds`, throughput
@@ -469,6 +503,85 @@ def cost_table_markdown(scale: str = "paper") -> str:
         lines.append(f"| `{r['chapter']}` | `{r['notebook']}` | {r['arms']} ({r['trained by the command']}) | "
                      f"{r['training images (M)']:,.1f} | {_hours(r['train (GPU-h)'])} | "
                      f"{_hours(r['sample + score (GPU-h)'])} | {_hours(r['total (GPU-h)'])} |")
+    return "\n".join(lines)
+
+
+def _saved_activation_bytes(arm, batch: int = 2) -> int:
+    """Bytes of the distinct tensors one training forward pass of ``arm`` keeps for its backward pass, at ``batch``
+    images in float32 on the CPU (``torch.autograd.graph.saved_tensors_hooks``; shared storages counted once)."""
+    import torch
+
+    from lt_diffusion.experiments.build import build_model
+    from lt_diffusion.experiments.training import build_objective
+
+    class _Counts:  # CBDM's y' distribution: CIFAR-10-LT's class counts
+        @staticmethod
+        def class_counts():
+            from lt_diffusion.data import lt_class_counts
+            return lt_class_counts(5000, 10, LT_IMB_FACTOR)
+
+    model = build_model(arm)
+    model.train()
+    objective = build_objective(arm, _Counts())
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1
+    classes = arm.train.num_classes if arm.train.num_classes is not None else getattr(arm.model, "num_classes",
+                                                                                        None)
+    kwargs = {} if classes is None else {"y": torch.arange(batch) % classes}
+    steps = getattr(objective, "num_timesteps", 1)
+    t = torch.arange(batch) * max(1, steps // batch) % steps
+    seen: Dict[int, int] = {}
+
+    def pack(tensor):
+        if tensor.device.type != "meta":
+            storage = tensor.untyped_storage()
+            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        objective.training_losses(model, x, t, model_kwargs=kwargs)["loss"].mean()
+    return sum(n for ptr, n in seen.items() if ptr not in params)
+
+
+def memory_rows(scale: str = "book") -> List[Dict[str, Any]]:
+    """An estimate of the GPU memory each chapter's training needs at ``scale``, per chapter its largest arm: the
+    weights, gradients, AdamW's two moments and the EMA copy in float32 (20 bytes per parameter), plus the tensors a
+    float32 forward pass keeps for the backward pass, counted at batch 2 on the CPU and scaled to the arm's batch
+    (mixed precision keeps many of them in 16 bits, so this errs high). Not a measurement on a GPU: allocator
+    caching, cuDNN workspaces and ``torch.compile`` add to it."""
+    from lt_diffusion.experiments.build import build_model
+    from lt_diffusion.presets import get_preset
+
+    import torch
+
+    rows, cache = [], {}
+    for chapter in NOTEBOOKS:
+        best = None
+        for name, arm in get_preset(chapter, scale).arms.items():
+            key = repr((arm.kind, arm.model, arm.diffusion, arm.train.num_classes))
+            if key not in cache:
+                with torch.device("meta"):
+                    params = sum(p.numel() for p in build_model(arm).parameters())
+                cache[key] = (params, _saved_activation_bytes(arm))
+            params, per_two = cache[key]
+            act = per_two * arm.train.batch_size / 2
+            total = 20 * params + act
+            if best is None or total > best["total_b"]:
+                best = {"chapter": chapter, "arm": name, "params_m": params / 1e6, "batch": arm.train.batch_size,
+                        "state_gb": 20 * params / 1e9, "activations_gb": act / 1e9, "total_b": total}
+        best["total_gb"] = best.pop("total_b") / 1e9
+        rows.append(best)
+    return rows
+
+
+def memory_table_markdown(scale: str = "book") -> str:
+    """:func:`memory_rows` as a Markdown table."""
+    lines = ["| chapter | largest arm | parameters (M) | batch | weights + Adam + EMA (GB) | activations, fp32 (GB) "
+             "| estimate (GB) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in memory_rows(scale):
+        lines.append(f"| `{r['chapter']}` | `{r['arm']}` | {r['params_m']:.1f} | {r['batch']} | {r['state_gb']:.2f} | "
+                     f"{r['activations_gb']:.1f} | {r['total_gb']:.1f} |")
     return "\n".join(lines)
 
 

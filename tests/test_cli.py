@@ -272,12 +272,19 @@ def test_model_card_records_fp16_precision():
     assert card["precision"] == "fp16" and card["world_size"] == 2 and card["images_seen"] == 5 * 16
 
 
-def test_running_page_table_is_the_functions_output():
+def _block(page: str, marker: str) -> str:
+    block = re.search(rf"<!-- {marker}: start -->\n(.*?)\n<!-- {marker}: end -->", page, re.S)
+    assert block is not None, f"book/running.md lacks the generated block {marker!r}"
+    return block.group(1).strip()
+
+
+STALE = "stale: regenerate with python -c 'from lt_diffusion.cli import update_running_page; update_running_page()'"
+
+
+def test_running_page_tables_are_the_functions_output():
     page = (REPO / "book" / "running.md").read_text()
-    block = re.search(r"<!-- cost-table: start -->\n(.*?)\n<!-- cost-table: end -->", page, re.S)
-    assert block is not None, "book/running.md lacks the generated cost table"
-    assert block.group(1).strip() == cli.cost_table_markdown("paper").strip(), (
-        "the table is stale: regenerate it with `python -m lt_diffusion cost --scale paper`")
+    assert _block(page, "cost-table") == cli.cost_table_markdown("paper").strip(), STALE
+    assert _block(page, "commands") == cli.commands_markdown("paper").strip(), STALE
     for chapter in cli.NOTEBOOKS:
         for command in cli.reproduce_commands(chapter):
             assert command in page, command
@@ -299,3 +306,16 @@ def test_train_or_load_trains_an_arm_made_from_another_arms_output(tmp_path, mon
     assert calls[0][0] is p.arms[name] and calls[0][1]["data"] == "DATA"
     with pytest.raises(SavedRunError, match="has no folder"):  # an arm the command trains is still required
         train_or_load(p, p.arms[name].data.from_arm, checkpoint_dir=tmp_path, seed=0)
+
+
+@pytest.mark.slow
+def test_running_page_memory_table_is_the_functions_output():
+    """The memory estimate of the `book` presets (one float32 forward pass at batch 2 per distinct model)."""
+    page = (REPO / "book" / "running.md").read_text()
+    assert _block(page, "memory-table") == cli.memory_table_markdown("book").strip(), STALE
+    rows = cli.memory_rows("book")
+    assert all(r["activations_gb"] > r["state_gb"] > 0 for r in rows)
+    # CBDM's regulariser runs the model twice per step: about twice the activations of its plain arm
+    cbdm = next(r for r in rows if r["chapter"] == "cbdm")
+    ddpm = next(r for r in rows if r["chapter"] == "ddpm")
+    assert 1.6 < cbdm["activations_gb"] / ddpm["activations_gb"] < 2.4
