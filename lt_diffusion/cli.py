@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -485,8 +484,8 @@ def cost_table_rows(scale: str = "paper") -> List[Dict[str, Any]]:
         rows.append({"chapter": chapter, "notebook": NOTEBOOKS[chapter], "arms": len(p.arms),
                      "trained by the command": sum(a.data.from_arm is None for a in p.arms.values()),
                      "training images (M)": sum(a.train.steps * a.train.batch_size for a in p.arms.values()) / 1e6,
-                     "train (GPU-h)": c["train_s"] / 3600, "sample + score (GPU-h)": (c["sample_s"] + c["fid_s"]) / 3600,
-                     "total (GPU-h)": c["total_s"] / 3600})
+                     "train (GPU-h)": c["train_s"] / 3600,
+                     "sample + score (GPU-h)": (c["sample_s"] + c["fid_s"]) / 3600, "total (GPU-h)": c["total_s"] / 3600})
     return rows
 
 
