@@ -133,7 +133,9 @@ def train_or_load(preset, name: str, *, checkpoint_dir: Optional[os.PathLike | s
     With ``every``/``on_chunk`` a loaded arm replays the callback on its saved checkpoints at steps ``every``,
     ``2 * every``, ... (the callback sees ``trainer.step``, ``trainer.ema_model``, ``trainer.history``), so the
     chapter prints the same numbers whether it trained or loaded. A saved arm of another chapter, scale, arm,
-    configuration or seed, or a missing checkpoint, is a :class:`SavedRunError` that says what to do.
+    configuration or seed, or a missing checkpoint, is a :class:`SavedRunError` that says what to do. An arm whose
+    data the chapter makes from another arm (``arm.data.from_arm``: generated images, minority levels) is trained here
+    from ``data`` when ``checkpoint_dir`` has no folder for it, since ``lt-diffusion train`` cannot make its data.
 
     Example (a chapter cell)::
 
@@ -146,6 +148,10 @@ def train_or_load(preset, name: str, *, checkpoint_dir: Optional[os.PathLike | s
         return train_model(arm, seed=seed, device=device, data=data, every=every, on_chunk=on_chunk,
                            progress=progress)
     folder = Path(checkpoint_dir) / name
+    if not folder.is_dir() and arm.data.from_arm is not None:
+        # `lt-diffusion train` cannot make this arm's data (the chapter makes it from another arm): train it here
+        return train_model(arm, seed=seed, device=device, data=data, every=every, on_chunk=on_chunk,
+                           progress=progress)
     if not folder.is_dir():
         raise SavedRunError(f"CHECKPOINT_DIR={checkpoint_dir} has no folder {name!r} (it has "
                             f"{sorted(p.name for p in Path(checkpoint_dir).iterdir()) if Path(checkpoint_dir).is_dir() else 'no such folder'}); "

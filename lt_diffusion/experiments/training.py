@@ -14,13 +14,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from lt_diffusion.experiments.build import build_diffusion, build_model, default_device, load_data
 from lt_diffusion.experiments.specs import Arm
 
-__all__ = ["TrainResult", "train_model", "build_objective", "build_loader", "load_trained", "Marks"]
+__all__ = ["TrainResult", "train_model", "build_objective", "build_loader", "load_trained", "Marks",
+           "GlobalBatchSampler", "GlobalBatchDiffusion"]
 
 
 @dataclass
@@ -80,9 +82,113 @@ def build_loader(arm: Arm, data, config, device):
                           channels_last=device.type == "cuda")
 
 
+class GlobalBatchSampler:
+    """A schedule sampler that draws the timesteps of the *global* batch and returns this rank's share.
+
+    Under DDP every rank holds the same RNG state (the shared stream, see :func:`train_model`), draws ``t`` and the
+    importance weights for all ``world * B_local`` samples exactly as one process would for the whole batch, and keeps
+    rows ``[rank * B_local, (rank + 1) * B_local)``: the same rows of the same global batch that the Trainer gives
+    this rank. Losses reported back go to the wrapped sampler (a loss-aware one gathers them across ranks itself).
+    """
+
+    def __init__(self, inner, rank: int, world_size: int):
+        self.inner, self.rank, self.world_size = inner, int(rank), int(world_size)
+        self.num_timesteps = inner.num_timesteps
+
+    def sample(self, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``t`` long ``(batch_size,)`` and weights ``(batch_size,)``: this rank's rows of a global draw."""
+        t, w = self.inner.sample(batch_size * self.world_size, device)
+        rows = slice(self.rank * batch_size, (self.rank + 1) * batch_size)
+        return t[rows], w[rows]
+
+    def update_with_local_losses(self, ts: torch.Tensor, losses: torch.Tensor) -> None:
+        if hasattr(self.inner, "update_with_local_losses"):
+            self.inner.update_with_local_losses(ts, losses)
+
+    def state_dict(self):
+        from lt_diffusion.train import _sampler_state
+        return _sampler_state(self.inner)
+
+    def load_state_dict(self, state) -> None:
+        from lt_diffusion.train import _load_sampler_state
+        _load_sampler_state(self.inner, state)
+
+
+class GlobalBatchDiffusion:
+    """The diffusion's ``training_losses`` with the random draws of the global batch, for DDP runs whose result does
+    not depend on the number of processes.
+
+    One process training on a batch of B draws, in this order from one RNG stream: the timesteps (B,), the label
+    drops of classifier-free guidance (B,) or (1,), and the noise ε (B, C, H, W). Here every rank draws the same
+    global quantities from the shared stream and keeps its rows, so for a model without dropout (and without CBDM's
+    random labels y') N processes compute the very same per-sample losses as one process, and their averaged
+    gradients agree up to floating-point summation order. The model's forward pass (dropout, the CBDM
+    regulariser's y') draws from a per-rank stream seeded from ``(seed, step, rank)`` instead, so ranks do not share
+    dropout masks and a resumed run repeats the same draws; those arms equal a 1-process run in distribution only.
+
+    Args:
+        diffusion: the engine diffusion (:func:`build_objective`).
+        rank, world_size: this process and the number of processes.
+        p_uncond, uncond_mode, null_label: the label drops that the Trainer would otherwise make per rank
+            (``TrainConfig.p_uncond`` / ``uncond_mode``; the null label is ``num_classes``).
+        seed: the run's seed (for the per-rank forward stream).
+    """
+
+    def __init__(self, diffusion, rank: int, world_size: int, *, p_uncond: float = 0.0, uncond_mode: str = "sample",
+                 null_label: Optional[int] = None, seed: int = 0):
+        self.diffusion, self.rank, self.world_size = diffusion, int(rank), int(world_size)
+        self.p_uncond, self.uncond_mode, self.null_label, self.seed = float(p_uncond), uncond_mode, null_label, seed
+        self.num_timesteps = diffusion.num_timesteps
+        self.step_fn: Callable[[], int] = lambda: 0
+
+    def __getattr__(self, name):  # everything else (respacing, hooks, ...) is the wrapped diffusion's
+        if name == "diffusion":
+            raise AttributeError(name)
+        return getattr(self.diffusion, name)
+
+    def _rows(self, n: int) -> slice:
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def training_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs=None,
+                        noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Per-sample losses ``(B_local,)`` of this rank's rows, with the global batch's label drops and noise."""
+        from lt_diffusion.diffusion import _as_float_dtype
+
+        n = x_start.shape[0]
+        kwargs = dict(model_kwargs or {})
+        y = kwargs.get("y")
+        if self.p_uncond > 0 and y is not None:  # Trainer._drop_labels, drawn for the global batch
+            if self.uncond_mode == "batch":
+                drop = (torch.rand(1, device=y.device) < self.p_uncond).expand(n)
+            else:
+                drop = (torch.rand(n * self.world_size, device=y.device) < self.p_uncond)[self._rows(n)]
+            kwargs["y"] = torch.where(drop, torch.full_like(y, self.null_label), y)
+        if noise is None:  # GaussianDiffusion.training_losses' own draw, made for the global batch
+            noise = torch.randn((n * self.world_size, *x_start.shape[1:]), device=x_start.device,
+                                dtype=_as_float_dtype(x_start))[self._rows(n)]
+        devices = [x_start.device] if x_start.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed((int(self.seed) * 1_000_003 + int(self.step_fn()) * 1009 + self.rank + 1) % 2**62)
+            return self.diffusion.training_losses(model, x_start, t, model_kwargs=kwargs, noise=noise)
+
+
+def _share_rng_state(device: torch.device) -> None:
+    """Give every rank rank 0's torch (CPU and ``device``) and numpy RNG states."""
+    import torch.distributed as dist
+
+    state = [torch.get_rng_state(), np.random.get_state(),
+             torch.cuda.get_rng_state(device) if device.type == "cuda" else None]
+    dist.broadcast_object_list(state, src=0)
+    torch.set_rng_state(state[0])
+    np.random.set_state(state[1])
+    if state[2] is not None:
+        torch.cuda.set_rng_state(state[2], device)
+
+
 def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optional[int] = None,
                 on_chunk: Optional[Callable[[Any], Optional[bool]]] = None, progress: bool = False,
-                ckpt_dir: Optional[str] = None) -> TrainResult:
+                ckpt_dir: Optional[str] = None, resume: bool = False, ckpt_every: Optional[int] = None,
+                steps: Optional[int] = None) -> TrainResult:
     """Train ``arm`` with :class:`lt_diffusion.train.Trainer`.
 
     Args:
@@ -94,18 +200,54 @@ def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optio
         every, on_chunk: train ``every`` steps at a time and call ``on_chunk(trainer)`` after each chunk (the
             last one included), e.g. to score the EMA model along training; returning True stops the run early.
         progress: a tqdm bar. ckpt_dir: the Trainer's checkpoint folder (exact resume; see :func:`load_trained`).
+        resume: continue from the newest checkpoint in ``ckpt_dir`` (the Trainer's exact resume); a
+            ``FileNotFoundError`` when there is none.
+        ckpt_every: a checkpoint every this many steps (default: the arm's ``train.ckpt_every``).
+        steps: train to this many steps instead of ``arm.train.steps``.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) the Trainer wraps the model in DistributedDataParallel and each rank
+    trains on its rows of the global batch ``arm.train.batch_size``. A denoiser or generator then draws its
+    timesteps, label drops and noise for the global batch from one stream shared by all ranks
+    (:class:`GlobalBatchSampler`, :class:`GlobalBatchDiffusion`), so the run does not depend on the number of
+    processes: without dropout it equals a 1-process run up to floating-point summation order.
     """
-    from lt_diffusion.train import Trainer
+    from lt_diffusion.train import Trainer, _make_sampler, setup_distributed
 
     if data is None:
         if arm.data.from_arm is not None:
             raise ValueError(f"this arm trains on data made from arm {arm.data.from_arm!r}: pass data=")
         data = load_data(arm.data)
     device = torch.device(device) if device is not None else default_device()
+    rank, world, local_rank = setup_distributed(device.type)
+    if device.type == "cuda" and device.index is None and world > 1:  # one GPU per process, before any tensor
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    overrides: Dict[str, Any] = {} if steps is None else {"steps": int(steps)}
+    if ckpt_every is not None:
+        overrides["ckpt_every"] = int(ckpt_every)
     config = dataclasses.replace(arm.train, seed=seed, device=str(device), progress=progress,
-                                 ckpt_dir=ckpt_dir if ckpt_dir is not None else arm.train.ckpt_dir)
+                                 ckpt_dir=ckpt_dir if ckpt_dir is not None else arm.train.ckpt_dir, **overrides)
+    if resume and not config.ckpt_dir:
+        raise ValueError("resume=True needs ckpt_dir (the folder of the run's checkpoints)")
     model = build_model(arm, seed=seed)
-    trainer = Trainer(model, build_objective(arm, data), build_loader(arm, data, config, device), config)
+    objective = build_objective(arm, data)
+    sampler = shared = None
+    if world > 1 and arm.kind in ("denoiser", "generator"):
+        null = config.num_classes if config.num_classes is not None else getattr(model, "num_classes", None)
+        null = null if null is not None else getattr(arm.model, "num_classes", None)
+        shared = GlobalBatchDiffusion(objective, rank, world, p_uncond=config.p_uncond,
+                                      uncond_mode=config.uncond_mode, null_label=null, seed=seed)
+        sampler = GlobalBatchSampler(_make_sampler(config.schedule_sampler, objective), rank, world)
+        objective, config = shared, dataclasses.replace(config, p_uncond=0.0)  # the drops happen in `shared`
+    trainer = Trainer(model, objective, build_loader(arm, data, config, device), config, schedule_sampler=sampler)
+    if shared is not None:  # one stream for the global draws, the same on every rank (the Trainer seeded seed+rank)
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        shared.step_fn = lambda: trainer.step
+    if resume and trainer.resume() is None:
+        raise FileNotFoundError(f"{config.ckpt_dir} holds no checkpoint (ckpt_*.pt) to resume from")
+    if shared is not None and resume:  # a checkpoint of another world size reseeds per rank: share rank 0's stream
+        _share_rng_state(device)
     if every is None:
         trainer.run()
         if on_chunk is not None:
