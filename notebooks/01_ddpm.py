@@ -252,7 +252,7 @@ for i in (1, 100, 600):  # code indices
 # {eq}`ddpm-lsimple` is the `"mse"` term (the listing is collapsed: its other branches belong to chapters 2, 5
 # and 6):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-output"]
 print(inspect.getsource(GaussianDiffusion.training_losses))
 
 # %% [markdown]

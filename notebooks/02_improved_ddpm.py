@@ -173,7 +173,7 @@ plotting.curves(None, ratio, xlabel="t / T", ylabel="beta_tilde_t / beta_t", log
 # $\Sigma_\theta$ back out of the trained models. The `learned_range` branch of the package's `p_mean_variance`
 # carries {eq}`iddpm-learned-var` (the listing is collapsed):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-output"]
 print(inspect.getsource(GaussianDiffusion.p_mean_variance))
 
 # %% [markdown]
@@ -311,7 +311,7 @@ if report.shows_results(SCALE):
 # pass (`calc_bpd_batched`, which draws the noise in the same order; a unit test checks the two agree). The loop,
 # collapsed:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-output"]
 print(inspect.getsource(GaussianDiffusion.calc_bpd_loop))
 
 # %% [markdown]
