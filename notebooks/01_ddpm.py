@@ -23,18 +23,19 @@
 # dropping the weight ($\mathcal{L}_\text{simple}$) gives the best samples: on CIFAR-10 {cite}`krizhevsky2009cifar`
 # their model reached an FID {cite}`heusel2017fid` that matched the GANs of the time. Every later chapter of this
 # book changes one piece of this baseline, so this chapter builds it up from the forward process to a trained model
-# and its samples.
+# and its samples, and tests on data with a known density where the error of sampling with few steps comes from.
 #
 # [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/01_ddpm.ipynb)
 #
-# The outputs shown come from the run recorded in the provenance cell at the end: the `book` scale on a GPU, or
-# the `smoke` scale on a CPU where no GPU run exists yet (then the figures show that the code runs, and the
-# numbers mean nothing). The provenance cell gives the scale, device, commit,
-# seeds and wall time. Rerun at full scale with `papermill notebooks/01_ddpm.ipynb out.ipynb -p SCALE book`.
+# The note below says at which scale this page ran. To rerun it with the `book` preset on a GPU:
+# `papermill notebooks/01_ddpm.ipynb out.ipynb -p SCALE book`. For the paper's configuration, train once with
+# `lt-diffusion train ddpm --scale paper --out runs/ddpm` and let the chapter evaluate the saved run:
+# `papermill notebooks/01_ddpm.ipynb out.ipynb -p SCALE paper -p CHECKPOINT_DIR runs/ddpm`.
 
 # %% tags=["parameters"]
 SCALE = "smoke"
 SEED = 0
+CHECKPOINT_DIR = None
 
 # %% tags=["remove-input"]
 import subprocess
@@ -49,22 +50,23 @@ import inspect
 
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from lt_diffusion import plotting, provenance
+from lt_diffusion import plotting, provenance, report
 from lt_diffusion.diffusion import GaussianDiffusion
 from lt_diffusion.experiments import (DataSpec, build_diffusion, fid_reference, finish_chapter, load_data, make_sampler,
-                                      sample_and_score, save_results, start_chapter, summary, train_model)
+                                      sample_and_score, start_chapter, summary, train_or_load)
+from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.lab.plots import lab_table
 from lt_diffusion.models import count_parameters
 from lt_diffusion.presets import get_preset
 from lt_diffusion.sampling import reverse_chain_rows
 from lt_diffusion.schedules import get_named_beta_schedule
 
-P, run, device, SMOKE_LABEL, cost = start_chapter("ddpm", SCALE, SEED)
+# %%
+P, run, device, _, cost = start_chapter("ddpm", SCALE, SEED)
+display(report.scale_note(run, chapter="01_ddpm"))
 A = P.arm("ddpm")   # the chapter's one training run: model, diffusion, TrainConfig, data
-print(f"T={A.diffusion.steps} schedule={A.diffusion.noise_schedule} train steps={A.train.steps} x batch "
-      f"{A.train.batch_size}")
-
 
 # %% [markdown]
 # ## 1. The forward process and its closed form
@@ -97,10 +99,9 @@ print(f"T={A.diffusion.steps} schedule={A.diffusion.noise_schedule} train steps=
 #
 # This is what makes training cheap: a random $t$ and one Gaussian draw give a training pair, with no simulation of
 # the chain. DDPM uses the linear schedule $\beta_t$ from $10^{-4}$ to $0.02$ over $T = 1000$ steps. The package's
-# schedule and its one-shot sampler of {eq}`ddpm-marginal`:
+# one-shot sampler of {eq}`ddpm-marginal`:
 
 # %%
-print(inspect.getsource(get_named_beta_schedule))
 print(inspect.getsource(GaussianDiffusion.q_sample))
 
 # %% [markdown]
@@ -132,7 +133,7 @@ assert abs(float(x.mean() - one_shot.mean())) < 0.03 and abs(float(x.var() - one
 
 # %% [markdown]
 # **What does $q(x_t \mid x_0)$ do to real images?** Real CIFAR-10 test images, noised with
-# {eq}`ddpm-marginal` at several fractions of the chain, with one noise draw per image shared across columns.
+# {eq}`ddpm-marginal` at several fractions of the chain, with one noise draw per image, the same in every column.
 # Under the linear schedule the picture is unrecognisable well before $t = T$: much of the second half of the
 # chain is spent on nearly pure noise (chapter 2 returns to this).
 
@@ -247,122 +248,186 @@ for i in (1, 100, 600):  # code indices
 # Relative to the bound this *down-weights* the small-$t$ terms, where denoising is easy, and lets the network
 # spend its capacity on the harder, noisier steps. The package forms $\mu_\theta$ through the equivalent route
 # "predict $\hat x_0$ from $\epsilon_\theta$, then take the posterior mean {eq}`ddpm-post-mean` at $\hat x_0$",
-# which also allows clipping $\hat x_0$ to the data range. The training loss ({eq}`ddpm-lsimple` is the `"mse"`
-# term; the other branches belong to chapter 2):
+# which also allows clipping $\hat x_0$ to the data range. In the package's training loss,
+# {eq}`ddpm-lsimple` is the `"mse"` term (the listing is collapsed: its other branches belong to chapters 2, 5
+# and 6):
 
-# %%
+# %% tags=["hide-output"]
 print(inspect.getsource(GaussianDiffusion.training_losses))
 
 # %% [markdown]
-# ## 5. Ancestral sampling
+# ## 5. Ancestral sampling, and a deterministic alternative
 #
 # Sampling runs the learned chain from $x_T \sim \mathcal{N}(0, I)$:
 # $x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z$, $z \sim \mathcal{N}(0, I)$, with no noise on the last step
-# (Algorithm 2 of {cite}`ho2020ddpm`). With $T = 1000$ that is 1000 network evaluations per image; to keep the
-# book's budget the FID below uses a *respaced* chain of `P.eval.sample_steps` steps (a subset of the steps with
-# $\bar\alpha$ kept, chapter 2 explains it). One step in the package:
+# (Algorithm 2 of {cite}`ho2020ddpm`). With $T = 1000$ that is 1000 network evaluations per image. A chain can be
+# *respaced*: keep a subset of $K$ steps, recompute $\beta$ from $\bar\alpha$ on the kept steps so that their
+# marginals {eq}`ddpm-marginal` do not change, and run the same update (chapter 2 derives it). One ancestral step
+# in the package:
 
 # %%
 print(inspect.getsource(GaussianDiffusion.p_sample))
 
 # %% [markdown]
-# ## 6. Training a small model
+# The same trained $\epsilon_\theta$ also drives a deterministic sampler. DDIM {cite}`song2021ddim` predicts
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta)/\sqrt{\bar\alpha_t}$ and moves to the previous kept
+# step $s$ along the same noise direction, with no fresh noise ($\eta = 0$):
 #
-# **Does the $\epsilon$-MSE go down, and where in $t$ is it hardest?** The trainer logs the loss per quarter of the
-# chain (improved-diffusion's `loss_q0..q3`, $q_0$ the least noisy quarter). The $\epsilon$ error is largest near
-# $t = 0$: with almost no noise in $x_t$ the tiny $\epsilon$ is hard to tell from image detail, yet those steps
-# matter little for samples, which is the reason {eq}`ddpm-lsimple` is a good weighting.
-
-# %%
-images_seen = A.train.steps * A.train.batch_size
-with provenance.Stopwatch() as timer:
-    trained = train_model(A, seed=SEED, device=device)
-train_s, history, ema_model = timer.elapsed, trained.history, trained.ema
-steps = [h["step"] for h in history]
-print(f"{count_parameters(ema_model) / 1e6:.2f} M parameters, {A.train.steps} steps x {A.train.batch_size} images on "
-      f"{len(load_data(A.data))} training images: {train_s:.1f} s ({images_seen / train_s:.0f} img/s)")
-plotting.curves(steps, {f"t in quarter {q}": [h.get(f"mse_q{q}", np.nan) for h in history] for q in range(4)},
-                xlabel="training step", ylabel="eps-MSE", logy=True,
-                title=f"L_simple per quarter of the chain{SMOKE_LABEL}");
+# $$
+# x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\epsilon_\theta(x_t, t) .
+# $$ (ddpm-ddim)
+#
+# Both samplers need nothing beyond the model trained with {eq}`ddpm-lsimple`; they differ in how much error a
+# large jump between kept steps adds, which the lab below measures.
 
 # %% [markdown]
-# ## 7. Samples
+# ## 6. Lab: where does the error of few-step sampling come from?
 #
-# **What does the trained model produce, and how does an image form along the reverse chain?** First a grid of
-# samples from the EMA weights, then, for a few samples, $x_t$ and the model's running guess $\hat x_0$ at several
-# points of the chain: the coarse layout is fixed early (large $t$), detail arrives last.
+# On CIFAR-10 the true noise predictor is unknown, so a sample's quality mixes two errors: how far the trained
+# $\epsilon_\theta$ is from the best possible one, and how much the sampler loses by taking large steps. The lab
+# separates them on data whose density is known in closed form: a mixture of Gaussians in 8 dimensions with ten
+# classes of long-tailed frequencies. Noising a Gaussian mixture with {eq}`ddpm-marginal` gives another Gaussian
+# mixture, so the best noise predictor, the one {eq}`ddpm-lsimple` is minimised by, is exact:
+# $\epsilon^*(x_t, t) = \mathbb{E}[\epsilon \mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log q(x_t)$. The lab
+# trains a small MLP denoiser with the same engine, then samples both it and $\epsilon^*$ with the ancestral
+# sampler and with DDIM {eq}`ddpm-ddim` at several step counts, and scores each sample set by its sliced
+# Wasserstein distance to fresh samples of the true data. **The question: when the number of steps shrinks,
+# does quality go into the learned $\epsilon$ or into the sampler?** Its design, and the run (cached on disk;
+# about a minute on one CPU core when not cached):
+
+# %% tags=["scale-independent"]
+lab = run_lab("ddpm")
+print(lab.design)
+plot_lab(lab);
+
+# %% [markdown]
+# Left: the squared error of the learned $\epsilon_\theta$ against $\epsilon^*$ over $t$ (mean of seeds, band
+# the range over seeds). Right: the distance to the true distribution against the number of sampling steps, for
+# the learned and the exact denoiser, with each sampler. The two claims the lab tests, with the two arms each
+# verdict compares (mean, and the range over seeds), the gain in the claim's direction and the seed spread:
+
+# %% tags=["scale-independent"]
+display(lab_table(lab))
+print(lab.summary)
+
+# %% [markdown]
+# The learned $\epsilon_\theta$ is furthest from $\epsilon^*$ at small $t$, where the added noise is tiny and hard
+# to tell from the data's own detail, and nearly exact at large $t$. At few steps the exact denoiser does not
+# rescue ancestral sampling: its curve sits close to the learned one, so the loss at 10 steps belongs to the
+# sampler's discretisation, and DDIM's deterministic update loses less of it. Both verdicts in the table come
+# from the numbers above; a rerun with other seeds (exercise 1) tests how firm they are.
+#
+# ## 7. Training a small model on CIFAR-10
+#
+# **Does the $\epsilon$-MSE go down, and where in $t$ is it hardest?** The trainer logs the loss per quarter of the
+# chain (improved-diffusion's `mse_q0..q3`, $q_0$ the least noisy quarter). On real images, as in the lab, the
+# $\epsilon$ error should be largest near $t = 0$; those steps matter little for samples, which is the reason
+# {eq}`ddpm-lsimple` is a good weighting. With `CHECKPOINT_DIR` set, the model is loaded from a saved run
+# instead of trained.
+
+# %%
+with provenance.Stopwatch() as timer:
+    trained = train_or_load(P, "ddpm", checkpoint_dir=CHECKPOINT_DIR, seed=SEED, device=device)
+train_s, history, ema_model = timer.elapsed, trained.history, trained.ema
+if report.shows_results(SCALE):
+    print(f"{count_parameters(ema_model) / 1e6:.2f} M parameters, {A.train.steps} steps of batch {A.train.batch_size}")
+    plotting.curves([h["step"] for h in history], {f"t in quarter {q}": [h.get(f"mse_q{q}", np.nan) for h in history]
+                    for q in range(4)}, xlabel="training step", ylabel="eps-MSE", logy=True,
+                    title="L_simple per quarter of the chain");
+else:
+    report.pipeline_check("train", timer, loss=[h["loss"] for h in history])
+
+# %% [markdown]
+# ## 8. Samples
+#
+# **What does the trained model produce, and how does an image form along the reverse chain?** A grid of samples
+# from the EMA weights with a respaced chain of `P.eval.sample_steps` steps, then, for a few samples, $x_t$ and the
+# model's running guess $\hat x_0$ at several points of the chain: the coarse layout is fixed early (large $t$),
+# detail arrives last.
 
 # %%
 sampler = make_sampler(A.diffusion, ema_model, sample_steps=P.eval.sample_steps, device=device)
-grid_images = sampler(P.eval.grid, None, torch.Generator(device).manual_seed(SEED))
-plotting.sample_grid(grid_images, nrow=int(np.sqrt(P.eval.grid)),
-                     title=f"DDPM samples, {sampler.num_steps} steps{SMOKE_LABEL}");
-
-# %%
-rows, labels = reverse_chain_rows(sampler.diffusion, ema_model, 4, 6, torch.Generator(device).manual_seed(SEED + 1),
-                                  device=device)
-plotting.image_rows(rows, col_labels=labels, title=f"Reverse chain: x_(t-1) and x0_hat after each shown step{SMOKE_LABEL}");
+with provenance.Stopwatch() as timer:
+    grid_images = sampler(P.eval.grid, None, torch.Generator(device).manual_seed(SEED))
+    rows, labels = reverse_chain_rows(sampler.diffusion, ema_model, 4, 6, torch.Generator(device).manual_seed(SEED + 1),
+                                      device=device)
+if report.shows_results(SCALE):
+    plotting.sample_grid(grid_images, nrow=int(np.sqrt(P.eval.grid)), title=f"DDPM samples, {sampler.num_steps} steps")
+    plotting.image_rows(rows, col_labels=labels, title="Reverse chain: x_(t-1) and x0_hat after each shown step");
+else:
+    report.pipeline_check("sample", timer, samples=grid_images, chain=torch.stack(list(rows.values())))
 
 # %% [markdown]
-# ## 8. FID
+# ## 9. FID
 #
 # **How far are the samples from CIFAR-10?** FID {cite}`heusel2017fid` between `P.eval.num_samples` samples and the
-# Inception statistics of the CIFAR-10 *train* set (all 50,000 images at `book` scale, the papers' convention; a
-# small balanced subset at `smoke`). FID is biased upwards at small sample counts, so only numbers with the same
-# $N$ and reference are comparable.
+# Inception statistics of the CIFAR-10 *train* set (all 50,000 images at `book` scale, the papers' convention). FID
+# is biased upwards at small sample counts, so only numbers with the same $N$ and reference are comparable.
 
 # %%
 ref = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images)
 with provenance.Stopwatch() as timer:
     fid_value = sample_and_score(sampler, P.eval.num_samples, ref, batch_size=P.eval.batch_size, seed=SEED,
                                  device=device)[0]["FID"]
-fid_s, ref_desc = timer.elapsed, ref.desc
-print(f"FID = {fid_value:.2f} from {P.eval.num_samples} samples ({sampler.num_steps} steps) vs {ref_desc}"
-      f"{SMOKE_LABEL}; {fid_s:.1f} s")
+fid_s, images_seen = timer.elapsed, A.train.steps * A.train.batch_size
+if report.shows_results(SCALE):
+    paper = get_preset("ddpm", "paper").arm("ddpm").train
+    display(plotting.metrics_table([
+        {"run": f"this chapter ({P.scale})", "training images (M)": images_seen / 1e6,
+         "sampling steps": sampler.num_steps, "FID samples": P.eval.num_samples, "FID": fid_value},
+        {"run": "the paper's recipe", "training images (M)": paper.steps * paper.batch_size / 1e6,
+         "sampling steps": 1000, "FID samples": 50000}], formats={"FID": ".2f", "training images (M)": ".2f"}))
+else:
+    report.pipeline_check("FID", timer, fid=fid_value)
 
 # %% [markdown]
-# ## 9. Results
+# ## What the papers report
 #
-# The paper's number is from {cite:t}`ho2020ddpm`'s CIFAR-10 model as reported on the released model's card
-# (50,000 samples, 1000 steps, 35.7 M parameters, 800 K steps of batch 128). Ours come from a model two orders of
-# magnitude cheaper, so the comparison says how far a few minutes of training get, not whether the paper
-# reproduces.
-
-# %%
-paper = get_preset("ddpm", "paper").arm("ddpm").train
-rows = [
-    {"": "ours", "scale": P.scale, "params (M)": count_parameters(ema_model) / 1e6,
-     "training images (M)": images_seen / 1e6, "sampling steps": sampler.num_steps,
-     "FID samples": P.eval.num_samples, "FID": fid_value, "note": SMOKE_LABEL.strip(" ()") or ref_desc},
-    {"": "paper (Ho et al. 2020)", "scale": "paper", "params (M)": 35.7,
-     "training images (M)": paper.steps * paper.batch_size / 1e6, "sampling steps": 1000, "FID samples": 50000,
-     "FID": 3.17, "note": "the paper's, via the google/ddpm-cifar10-32 model card"},
-]
-display(plotting.metrics_table(rows, formats={"FID": ".2f", "params (M)": ".1f", "training images (M)": ".2f"}))
-
-# %% [markdown]
-# *What reproduced and what did not.* The pipeline (forward process, $\mathcal{L}_\text{simple}$, ancestral
-# sampling, FID against the train statistics) is the paper's. The FID is not: at `book` scale the model sees about
-# 1% of the paper's training images, has a fifth of its parameters and samples with a respaced chain of a tenth of
-# its steps (the table lists each), and FID from 5,000 samples is biased upwards relative to 50,000. The paper's Inception Score (9.46) cannot be
-# computed here: the offline Inception weights have no classifier layer.
+# These are the papers' numbers on CIFAR-10, not results of this page. {cite:t}`nichol2021improved` retrained
+# DDPM's setting ($T = 1000$, linear schedule, $\mathcal{L}_\text{simple}$, 500 K iterations of batch 128) as the
+# first row of their ablation, and list DDPM's likelihood beside their own in their Table 3.
+#
+# | model | where | NLL (bits/dim) | FID (50 K samples) |
+# |---|---|---:|---:|
+# | DDPM setting: $T = 1000$, linear, $\mathcal{L}_\text{simple}$ | Table 2 of {cite}`nichol2021improved` | 3.73 | 3.29 |
+# | DDPM {cite}`ho2020ddpm` | Table 3 of {cite}`nichol2021improved` | 3.70 | – |
+#
+# A `book` run sees about one percent of those training images with a smaller model and a respaced chain, and its
+# FID comes from fewer samples; the table of section 9 lists each of these, so a `book` FID shows how far a few
+# minutes of training get, not whether the paper reproduces.
+#
+# ## What to take away
+#
+# - The forward process has a closed form {eq}`ddpm-marginal`, so a training pair costs one Gaussian draw at a
+#   random $t$; its posterior {eq}`ddpm-post-mean` is Gaussian too, which makes every term of the bound a
+#   regression.
+# - Predicting the noise turns the bound into a weighted $\epsilon$-MSE; {cite:t}`ho2020ddpm` drop the weight
+#   ($\mathcal{L}_\text{simple}$), which shifts effort away from the easy, nearly noise-free steps.
+# - The learned $\epsilon$ is least accurate at small $t$; on the lab's data that error costs little compared with
+#   what a sampler loses when it takes few, large steps.
+# - One trained $\epsilon_\theta$ serves several samplers: ancestral sampling and DDIM differ only in the update
+#   {eq}`ddpm-ddim`, and at few steps the deterministic one lost less in the lab.
+#
+# ## Exercises
+#
+# 1. Rerun the lab with three other seeds, `run_lab("ddpm", seeds=[3, 4, 5])`, and compare its table with the one
+#    above: do both verdicts hold, and by how much does the seed spread change?
+# 2. Repeat the check of section 3 for the cosine schedule of chapter 2
+#    (`GaussianDiffusion(get_named_beta_schedule("cosine", 1000))`): which part of the derivation of
+#    {eq}`ddpm-post-var` and {eq}`ddpm-post-mean` depends on the schedule?
+# 3. In the lab, `lt_diffusion.lab.ddpm.STEPS` sets the step counts. Set it to `(10, 20, 50, 100, 200, 500)`,
+#    rerun with `run_lab("ddpm", refresh=True)`, and watch the learned and the exact curves as the sampler's
+#    discretisation error shrinks: does the learned $\epsilon$'s error ever show?
 #
 # ## Provenance
 
 # %%
 results = {"chapter": "ddpm", "scale": P.scale, "fid": fid_value, "fid_samples": P.eval.num_samples,
-           "fid_reference": ref_desc, "sampling_steps": sampler.num_steps, "params": count_parameters(ema_model),
+           "fid_reference": ref.desc, "sampling_steps": sampler.num_steps, "params": count_parameters(ema_model),
            "train_images": images_seen, "final_loss": history[-1].get("loss"), "comparable": P.comparable}
-display(Markdown(provenance.provenance_table(finish_chapter(run, "ddpm", results, train_s=round(train_s, 1),
-                                                            fid_s=round(fid_s, 1)))))
-
-# %% [markdown]
-# The chapter's headline for the [results page](../book/results.md): the FID above beside the paper's, with no
-# method-versus-baseline comparison (this chapter builds the pipeline the later ones compare against).
-
-# %%
 results["headline"] = summary.headline(
     f"FID ({P.eval.num_samples} samples, {sampler.num_steps} steps, vs CIFAR-10 train)", fid_value,
-    claim="— (the pipeline; no comparison in this chapter)", comparable=P.comparable,
-    paper_value=3.17, paper_setting="35.7 M params, 800 K steps, 50k samples, 1000 steps; model card")
-print("wrote", save_results("ddpm", results))
+    claim="— (the pipeline; no comparison in this chapter)", comparable=P.comparable, paper_value=3.29,
+    paper_setting="DDPM's setting retrained by Nichol & Dhariwal 2021 (Table 2: T = 1000, linear, L_simple)")
+display(provenance.provenance_table(finish_chapter(run, "ddpm", results, train_s=round(train_s, 1),
+                                                   fid_s=round(fid_s, 1))))

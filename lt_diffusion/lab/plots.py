@@ -11,7 +11,7 @@ import numpy as np
 from .. import plotting
 from .result import LabResult
 
-__all__ = ["plot_lab"]
+__all__ = ["plot_lab", "lab_table"]
 
 
 def _stats(values) -> tuple:
@@ -171,3 +171,18 @@ def plot_lab(result: LabResult):
     fig = _PLOTS[result.chapter](result)
     fig.tight_layout()
     return fig
+
+
+def lab_table(result: LabResult):
+    """The lab's claims as one table (a :class:`lt_diffusion.report.Table`), one row per claim: the claim in a
+    few words, its metric, the two arms the verdict compares as ``mean (min–max over seeds)``, the gain of the
+    method's mean over the baseline's (positive: in the claim's direction), the seed spread (the larger arm's
+    max − min) and the verdict of :func:`lt_diffusion.experiments.summary.effect_verdict`."""
+    def arm(c, name):
+        v = c["arms"][name]
+        return f"{name}: {np.mean(v):.4g} ({min(v):.4g}–{max(v):.4g})"
+
+    rows = [{"claim": c["short"], "metric": c["metric"], "method": arm(c, c["method"]),
+             "baseline": arm(c, c["baseline"]), "gain": c["gain"], "seed spread": c["spread"],
+             "verdict": c["verdict"]} for c in result.labs]
+    return plotting.metrics_table(rows, formats={"gain": ".3g", "seed spread": ".2g"})
