@@ -27,14 +27,15 @@
 #
 # [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/03_adm.ipynb)
 #
-# The outputs shown come from the run recorded in the provenance cell at the end: the `book` scale on a GPU, or
-# the `smoke` scale on a CPU where no GPU run exists yet (then the figures show that the code runs, and the
-# numbers mean nothing). The provenance cell gives the scale, device,
-# commit, seeds and wall time. Rerun at full scale with `papermill notebooks/03_adm.ipynb out.ipynb -p SCALE book`.
+# To rerun this page at the scale of the book on a GPU: `papermill notebooks/03_adm.ipynb out.ipynb -p SCALE book`.
+# For a saved full run, train the arms once with `lt-diffusion train adm --scale paper --out runs/adm`, then
+# `papermill notebooks/03_adm.ipynb out.ipynb -p SCALE paper -p CHECKPOINT_DIR runs/adm` evaluates them without
+# training.
 
 # %% tags=["parameters"]
 SCALE = "smoke"
 SEED = 0
+CHECKPOINT_DIR = None
 
 # %% tags=["remove-input"]
 import subprocess
@@ -45,27 +46,27 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/lt-diffusion/lt-diffusion.git"], check=True)
 
 # %%
-import dataclasses
 import inspect
 
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from lt_diffusion import metrics, plotting, provenance
-from lt_diffusion.classifier_train import NoisyClassifierLoss, accuracy_vs_t, default_eval_timesteps
+from lt_diffusion import metrics, plotting, provenance, report
+from lt_diffusion.classifier_train import accuracy_vs_t, default_eval_timesteps
 from lt_diffusion.data import CIFAR10_CLASSES
 from lt_diffusion.diffusion import GaussianDiffusion
-from lt_diffusion.experiments import (DataSpec, Marks, build_diffusion, fid_reference, figures, finish_chapter, load_data,
-                                      make_sampler, sample_and_score, save_results, score_sweep, start_chapter,
-                                      train_model)
+from lt_diffusion.experiments import (DataSpec, build_diffusion, fid_reference, figures, finish_chapter, load_data,
+                                      start_chapter, train_or_load)
+from lt_diffusion.experiments import guidance_chapters as gc
 from lt_diffusion.experiments.summary import headline
-from lt_diffusion.guidance import classifier_cond_fn
-from lt_diffusion.models import ABLATION_DESCRIPTIONS, UNetModel, ablation_configs, count_parameters
-from lt_diffusion.models.nn import ResBlock, norm_act
+from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.models import ABLATION_DESCRIPTIONS, UNetModel, count_parameters
+from lt_diffusion.models.nn import norm_act
 from lt_diffusion.presets import get_preset
-from lt_diffusion.sampling import generate
 
+# %%
 P, run, device, SMOKE_LABEL, cost = start_chapter("adm", SCALE, SEED)
+display(report.scale_note(run, chapter="03_adm"))
 DIFF = P.arm("guided").diffusion   # every model of the chapter shares this forward process
 
 # %% [markdown]
@@ -86,94 +87,26 @@ DIFF = P.arm("guided").diffusion   # every model of the chapter shares this forw
 # $$ (adm-adagn)
 #
 # against the additive form $\operatorname{GroupNorm}(h + \operatorname{Linear}(e))$. In our engine every change is a
-# field of `UNetConfig`; the whole residual block, with both embedding paths, BigGAN resampling and the rescale:
+# field of `UNetConfig`. The normalisation of every residual block carries {eq}`adm-adagn`:
 
 # %%
-print(inspect.getsource(ResBlock.forward))
 print(inspect.getsource(norm_act))
 
 # %% [markdown]
-# The ablation variants are built from the baseline by exactly one change each (`"adm"` combines ADM's choices):
-
-# %%
-print(inspect.getsource(ablation_configs))
-
-# %% [markdown]
-# Parameter counts of the `book`-scale variants. Several changes cost no parameters at all (heads, rescaling);
-# attention at more resolutions and BigGAN blocks add a few; AdaGN's doubled embedding projection is what
-# separates `baseline` from `add_emb`. (This cell builds the `book` configs at every scale, so its output is
-# checked by CI.)
+# Parameter counts of the variants at the `book` scale, each built from the baseline by exactly one change (`adm`
+# combines ADM's choices). Several changes cost no parameters at all (heads, rescaling); attention at more
+# resolutions and BigGAN blocks add a few; AdaGN's doubled embedding projection is what separates `baseline` from
+# `add_emb`. The counts do not depend on the scale of the run.
 
 # %% tags=["nbval-check-output"]
 book_cfgs = {k.removeprefix("ablation_"): a.model for k, a in get_preset("adm", "book").arms.items()
              if k.startswith("ablation_")}
-param_rows = [{"variant": k, "change": ABLATION_DESCRIPTIONS[k], "parameters (M)": count_parameters(UNetModel(c)) / 1e6}
-              for k, c in book_cfgs.items()]
-print(plotting.metrics_table(param_rows, formats={"parameters (M)": ".3f"}))
+display(plotting.metrics_table([{"variant": k, "change": ABLATION_DESCRIPTIONS[k],
+                                 "parameters (M)": count_parameters(UNetModel(c)) / 1e6}
+                                for k, c in book_cfgs.items()], formats={"parameters (M)": ".3f"}))
 
 # %% [markdown]
-# ## 2. The ablation at equal steps and at equal wall time
-#
-# *Question: at a fixed, small budget, which change helps?* ADM compared variants at equal training
-# iterations, and also noted that depth costs time. We train every variant once on unconditional CIFAR-10
-# {cite}`krizhevsky2009cifar` and snapshot its EMA weights twice: when it reaches `ablation_train.steps` steps
-# (equal steps) and when it has trained for `ablation_seconds` seconds (equal wall time). FID {cite}`heusel2017fid`
-# is computed on `ablation_eval.num_samples` DDIM samples {cite}`song2021ddim` against the CIFAR-10 train statistics.
-# The `book` run trains all eight rows of the parameter table (`smoke` only two). Budgets of seconds favour small,
-# cheap models; the ranking at ADM's budgets (hundreds of thousands of steps on ImageNet) can differ.
-
-# %% [markdown]
-# Each variant is one arm of the preset, trained in chunks of `train.log_every` steps; `Marks` is the callback that
-# snapshots the EMA weights at the two marks:
-
-# %%
-print(inspect.getsource(Marks))
-
-# %%
-REF = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images, pr_images=P.eval.pr_reference_images)
-print(f"reference: {REF.desc}; precision/recall against {len(REF.feats)} train images; training on "
-      f"{len(load_data(P.arm('guided').data))} images")
-# warm-up (CUDA context, cuDNN autotuning) so the first variant's clock is not charged for it
-warm = P.arm("ablation_baseline")
-train_model(dataclasses.replace(warm, train=dataclasses.replace(warm.train, steps=2)), seed=SEED, device=device)
-
-ablation_rows = []
-for name in P.ablation_variants:
-    arm = P.arm(f"ablation_{name}")
-    marks = Marks(P.ablation_steps, P.ablation_seconds)
-    train_model(arm, seed=SEED, device=device, every=arm.train.log_every, on_chunk=marks)
-    row = {"variant": name, "params (M)": count_parameters(marks.snapshots["steps"][0]) / 1e6}
-    fid_at_step = {}   # both marks on one snapshot (same step): same weights, same samples, one evaluation
-    for mark in ("steps", "time"):   # fixed column order, whichever mark came first
-        ema, step, secs = marks.snapshots[mark]
-        if step not in fid_at_step:
-            sampler = make_sampler(DIFF, ema, sample_steps=P.ablation_eval.sample_steps, method="ddim")
-            fid_at_step[step] = sample_and_score(sampler, P.ablation_eval.num_samples, REF,
-                                                 batch_size=P.eval.batch_size, seed=SEED)[0]["FID"]
-        row.update({f"FID @ equal {mark}": fid_at_step[step], f"step @ {mark}": step, f"s @ {mark}": secs})
-    ablation_rows.append(row)
-    print(f"{name:>16}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in row.items() if k != "variant"))
-    del marks
-
-# %% [markdown]
-# The table: FID at the equal-steps mark and at the equal-time mark, the step each variant had reached by the
-# time mark, and how long it needed for the step mark. A variant that is slower per step (attention at 32×32,
-# more width) falls behind at equal time.
-
-# %%
-print(f"FID on {P.ablation_eval.num_samples} samples, {P.ablation_eval.sample_steps} DDIM steps{SMOKE_LABEL}")
-display(plotting.metrics_table(ablation_rows, formats={"params (M)": ".2f", "FID @ equal steps": ".1f",
-                                                       "FID @ equal time": ".1f", "s @ steps": ".1f",
-                                                       "s @ time": ".1f"}))
-names = [r["variant"] for r in ablation_rows]
-fig = plotting.bar(names, {"equal steps": [r["FID @ equal steps"] for r in ablation_rows],
-                           "equal time": [r["FID @ equal time"] for r in ablation_rows]},
-                   ylabel="FID (lower is better)", rotate=30,
-                   title=f"ADM ablation at a tiny budget{SMOKE_LABEL}")
-
-# %% [markdown]
-# ## 3. Classifier guidance, derived
+# ## 2. Classifier guidance, derived
 #
 # Condition the reverse step on a label $y$. By Bayes' rule, with $Z$ independent of $x_t$,
 #
@@ -199,7 +132,7 @@ fig = plotting.bar(names, {"equal steps": [r["FID @ equal steps"] for r in ablat
 # $$ (adm-ancestral)
 #
 # where ADM multiplies the gradient by a **scale** $s$, which samples from a sharpened $p(y\mid x_t)^s / Z$.
-# That is the ancestral form: `condition_mean`.
+# That is the ancestral form, `condition_mean` in the package (one line: `mean + variance * gradient`).
 #
 # DDIM has no per-step Gaussian to tilt, so ADM uses the score view instead. The noise prediction is a scaled score,
 # $\epsilon_\theta(x_t) = -\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log p_\theta(x_t)$ {cite}`song2021sde`, and the score of the
@@ -209,12 +142,11 @@ fig = plotting.bar(names, {"equal steps": [r["FID @ equal steps"] for r in ablat
 # \hat\epsilon(x_t) = \epsilon_\theta(x_t) - s\,\sqrt{1-\bar\alpha_t}\;\nabla_{x_t}\log p_\phi(y \mid x_t),
 # $$ (adm-ddim)
 #
-# and the usual DDIM update runs with $\hat\epsilon$: `condition_score`. Both read the gradient from a `cond_fn`
-# built by `classifier_cond_fn` (the scale $s$ is folded in):
+# and the usual DDIM update {cite}`song2021ddim` runs with $\hat\epsilon$. Both forms read the scaled gradient
+# $s\,g$ from a `cond_fn` that `classifier_cond_fn` builds around the classifier (autograd of
+# $\log\operatorname{softmax}$ at the requested label). The DDIM form in the package:
 
 # %%
-print(inspect.getsource(classifier_cond_fn))
-print(inspect.getsource(GaussianDiffusion.condition_mean))
 print(inspect.getsource(GaussianDiffusion.condition_score))
 
 # %% [markdown]
@@ -228,214 +160,230 @@ print(inspect.getsource(GaussianDiffusion.condition_score))
 # $$ (adm-forms-agree)
 #
 # so the two agree up to a factor $1/\sqrt{\alpha_t} = 1 + O(\beta_t)$: the same first-order correction, different
-# only where a step is large. Below, both shifts come from the package's `condition_mean` and `condition_score`
-# on the respaced diffusion the samplers use, for a constant gradient $s\,g = 1$ (the shift does not depend on the
-# model; `eps_zero` only supplies a prediction, and $\hat x_0$ is not clipped so the shift stays linear):
+# only where a step is large. The check below takes both shifts from the package's `condition_mean` and
+# `condition_score` on the respaced diffusion the samplers use, for a constant gradient $s\,g = 1$ (the shift
+# depends on neither the model nor the gradient's value), and compares their ratio with $1/\sqrt{\alpha_t}$:
 
 # %%
-# fixed Σ_t = β_t (L_simple's "fixed_large"), whatever the preset's objective
-spaced = build_diffusion(dataclasses.replace(DIFF, loss="simple", learn_sigma=False),
-                         timestep_respacing=P.eval.sample_steps, sigma_small=False)
-x_probe = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
-eps_zero = lambda x, t, **kw: torch.zeros_like(x)   # noqa: E731 - any prediction gives the same shift
-unit_grad = lambda x, t, **kw: torch.ones_like(x)   # noqa: E731 - s * grad log p(y | x_t) = 1 everywhere
-shift = {"ancestral: Σ_t (condition_mean)": [], "DDIM form: β_t/√α_t (condition_score)": []}
-for k in range(1, spaced.num_timesteps):
-    t = torch.full((2,), k, dtype=torch.long)
-    out = spaced.p_mean_variance(eps_zero, x_probe, t, clip_denoised=False)
-    shift["ancestral: Σ_t (condition_mean)"].append(
-        float((spaced.condition_mean(unit_grad, out, x_probe, t) - out["mean"]).mean()))
-    shift["DDIM form: β_t/√α_t (condition_score)"].append(
-        float((spaced.condition_score(unit_grad, out, x_probe, t)["mean"] - out["mean"]).mean()))
-ratio = torch.tensor(shift["DDIM form: β_t/√α_t (condition_score)"]) / torch.tensor(
-    shift["ancestral: Σ_t (condition_mean)"])
-closed = torch.as_tensor(1.0 / (1.0 - spaced.betas[1:]) ** 0.5)
-print(f"shift ratio = 1/sqrt(alpha_t) at every step: {torch.allclose(ratio.double(), closed, rtol=1e-6)}; "
-      f"median ratio {ratio.median():.4f}, largest {ratio.max():.2f} (the noisiest respaced step)")
-t_orig = spaced.timestep_map[1:]
-fig = plotting.curves(t_orig, shift, xlabel="t (original scale)", ylabel="mean shift per unit s·g", logy=True,
-                      title=f"the two guidance forms, {P.eval.sample_steps} respaced steps")
+forms = gc.guidance_form_shifts(DIFF, P.eval.sample_steps, seed=SEED)
+print(f"shift ratio == 1/sqrt(alpha_t) at every one of {len(forms['t'])} respaced steps: "
+      f"{torch.allclose(forms['ratio'], forms['closed'], rtol=1e-6)}; median ratio {forms['ratio'].median():.4f}, "
+      f"largest {forms['ratio'].max():.2f} (the noisiest step)")
 
 # %% [markdown]
-# ## 4. The noisy classifier
+# ## 3. The lab: classifier guidance where the answer is known
+#
+# *Question: as the guidance scale grows, how much class fidelity does it buy, and how much diversity does it
+# cost?* The lab answers it on the book's long-tailed 8-dimensional world, whose class densities are known exactly:
+# the exact Bayes classifier tells whether a sample belongs to the class it was asked for (class fidelity), and
+# fresh samples of each class measure how much of it the samples cover (recall). A small conditional denoiser is
+# guided by a noisy classifier trained like ADM's, and, beside it, by the *exact* gradient of the noisy class
+# posterior, over three seeds:
+
+# %% tags=["scale-independent"]
+lab = run_lab("adm")
+plot_lab(lab);
+
+# %% tags=["scale-independent"]
+display(lab_tab := gc.lab_table(lab))
+print(lab.summary)
+
+# %% [markdown]
+# Left, the fidelity–recall curve over the scale; right, how well the trained classifier's gradient points where
+# the exact one does, across the noise levels. The price in recall reproduces clearly, with both gradients. The
+# gain in fidelity reproduces with the exact gradient; with the trained classifier fidelity rises at moderate scales
+# and falls back at the largest one, where the verdict compares. The right panel says why: at the smallest noise
+# levels the trained classifier's gradient is nearly orthogonal to the true one, so a large scale amplifies noise
+# in the last steps of sampling. ADM's classifiers are far better than this small MLP, but the lesson transfers: the
+# guide is only as good as its gradient, and a scale past the point where that gradient is reliable stops paying.
+#
+# ## 4. CIFAR-10: the ablation at equal steps and at equal wall time
+#
+# *Question: at a fixed, small budget, which change helps?* ADM compared variants at equal training
+# iterations, and also noted that depth costs time. We train every variant once on unconditional CIFAR-10
+# {cite}`krizhevsky2009cifar` and snapshot its EMA weights twice: when it reaches `ablation_steps` steps
+# (equal steps) and when it has trained for `ablation_seconds` seconds (equal wall time). FID {cite}`heusel2017fid`
+# is computed on `ablation_eval.num_samples` DDIM samples against the CIFAR-10 train statistics.
+# The `book` run trains all eight variants of the table above (`smoke` only two). Budgets of seconds favour small,
+# cheap models; the ranking at ADM's budgets (hundreds of thousands of steps on ImageNet) can differ.
+
+# %%
+REF = fid_reference(P.eval.fid_reference, P.eval.fid_reference_images, pr_images=P.eval.pr_reference_images)
+with provenance.Stopwatch() as timer:
+    ablation_rows = gc.adm_ablation(P, REF, seed=SEED, device=device, checkpoint_dir=CHECKPOINT_DIR)
+if report.shows_results(SCALE):
+    print(f"FID on {P.ablation_eval.num_samples} samples, {P.ablation_eval.sample_steps} DDIM steps, one seed")
+    display(plotting.metrics_table(ablation_rows, formats={"params (M)": ".2f", "FID @ equal steps": ".1f",
+                                                           "FID @ equal time": ".1f", "s @ steps": ".1f",
+                                                           "s @ time": ".1f"}))
+else:
+    report.pipeline_check(f"ablation, {len(ablation_rows)} variants", timer,
+                          fid={r["variant"]: [r["FID @ equal steps"], r["FID @ equal time"]] for r in ablation_rows})
+
+# %% [markdown]
+# The table gives FID at the equal-steps mark and at the equal-time mark, the step each variant had reached by the
+# time mark, and how long it needed for the step mark. A variant that is slower per step (attention at 32×32, more
+# width) falls behind at equal time. Each variant is trained once, so only large differences mean anything; the
+# equal-time column is the fairer one for a reader with a fixed GPU budget.
+#
+# ## 5. The noisy classifier
 #
 # *Question: how much does a classifier still know about the class at each noise level?* The guide must work on
 # $x_t$ for every $t$, so it is trained on forward-process samples: $t\sim\mathcal U\{0..T-1\}$,
 # $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$, cross-entropy on $y$. The classifier is ADM's
-# `EncoderUNetModel`: the UNet's encoder with attention pooling. It is trained by the same `Trainer` as every
-# model of the book, with this objective in place of the diffusion's loss; the objective is generic over the label
-# (chapter 07 reuses it with minority levels):
+# `EncoderUNetModel`, the UNet's encoder with attention pooling, trained by the same `Trainer` as every model of the
+# book with this objective in place of the diffusion's loss (chapter 07 reuses it with minority levels).
 
 # %%
-print(inspect.getsource(NoisyClassifierLoss))
-
-# %%
-diffusion = build_diffusion(DIFF)
-ct = P.arm("classifier").train
 with provenance.Stopwatch() as clf_timer:
-    classifier = train_model(P.arm("classifier"), seed=SEED, device=device).model
-print(f"classifier: {count_parameters(classifier) / 1e6:.2f} M parameters, {ct.steps} steps in "
-      f"{clf_timer.elapsed:.1f} s ({ct.steps * ct.batch_size / clf_timer.elapsed:.0f} img/s)")
+    classifier = train_or_load(P, "classifier", checkpoint_dir=CHECKPOINT_DIR, seed=SEED, device=device).model
 test = load_data(DataSpec(split="test", num_images=P.classifier_eval_images))
-acc = accuracy_vs_t(classifier, diffusion, test.images, test.labels,
-                    timesteps=default_eval_timesteps(diffusion.num_timesteps, P.classifier_eval_timesteps),
-                    batch_size=P.eval.batch_size)
-fig = plotting.curves(acc["t"], {"test accuracy": acc["accuracy"], "chance": [0.1] * len(acc["t"])},
-                      xlabel="t (noise level)", ylabel="accuracy", markers=True,
-                      title=f"noisy classifier on {len(test)} CIFAR-10 test images{SMOKE_LABEL}")
+acc = accuracy_vs_t(classifier, build_diffusion(DIFF), test.images, test.labels, batch_size=P.eval.batch_size,
+                    timesteps=default_eval_timesteps(DIFF.steps, P.classifier_eval_timesteps))
+if report.shows_results(SCALE):
+    plotting.curves(acc["t"], {"test accuracy": acc["accuracy"], "chance": [0.1] * len(acc["t"])}, markers=True,
+                    xlabel="t (noise level)", ylabel="accuracy", title=f"noisy classifier on {len(test)} test images");
+else:
+    report.pipeline_check("noisy classifier", clf_timer, accuracy_vs_t=acc["accuracy"])
 
 # %% [markdown]
-# Accuracy is highest on nearly clean images and falls to chance (0.1) as $\bar\alpha_t \to 0$: at high noise the
-# classifier's gradient carries little class information, which is why guidance mostly acts in the middle and late
-# part of the reverse process.
+# Accuracy should be highest on nearly clean images and fall to chance (0.1) as $\bar\alpha_t \to 0$: at high noise
+# the classifier's gradient carries little class information, so guidance acts mostly in the middle and late part
+# of the reverse process.
 #
-# ## 5. One model, conditional and unconditional
+# ## 6. One model, conditional and unconditional
 #
 # ADM guides both an unconditional and a class-conditional model. To share one training budget we train a single
 # class-conditional UNet whose label is replaced by the null label with probability `p_uncond` (the recipe of
-# chapter 04); with $y = \varnothing$ it *is* an unconditional model. (ADM trained two separate networks; ours
-# shares the weights, so its unconditional half saw only `p_uncond` of the updates.)
+# chapter 04); with $y = \varnothing$ it *is* an unconditional model. ADM trained two separate networks; ours
+# shares the weights, so its unconditional half saw only `p_uncond` of the updates.
 
 # %%
-guided = P.arm("guided")
-trained = train_model(guided, seed=SEED, device=device)
-cond_model, hist = trained.ema, trained.history
-print(f"conditional UNet: {count_parameters(cond_model) / 1e6:.2f} M parameters, {guided.train.steps} steps, "
-      f"p_uncond={guided.train.p_uncond}, final loss {hist[-1]['loss']:.4f}")
-NULL = guided.model.num_classes   # the null label: `make_sampler(..., unconditional=True)` gives it to the model
-
+with provenance.Stopwatch() as timer:
+    trained = train_or_load(P, "guided", checkpoint_dir=CHECKPOINT_DIR, seed=SEED, device=device)
+cond_model = trained.ema
+report.pipeline_check(f"conditional UNet, {count_parameters(cond_model) / 1e6:.2f} M parameters", timer,
+                      last_loss=trained.history[-1]["loss"]);
 
 # %% [markdown]
-# ## 6. Fidelity vs diversity as the scale grows
+# ## 7. Fidelity against diversity as the scale grows
 #
 # *Question: how do FID, precision and recall move with the classifier scale $s$?* For each $s$ we draw
 # `eval.num_samples` images, 10 classes in equal numbers, with the DDIM form {eq}`adm-ddim`, from the unconditional
 # model (the label only goes to the classifier) and from the conditional model (the label goes to both). At the
 # scales `ancestral_scales` the unconditional model is also sampled with the ancestral form {eq}`adm-ancestral`
-# (`ancestral_steps` respaced steps), so the two forms are compared on the same metrics. FID is against the
-# CIFAR-10 train statistics; precision and recall (k = 3) against real train features. The Inception Score, ADM's
-# other fidelity number, needs Inception's classifier layer, which the offline weights do not have:
+# (`ancestral_steps` respaced steps). FID is against the CIFAR-10 train statistics; precision and recall (k = 3)
+# against real train features. The Inception Score, ADM's other fidelity number, needs Inception's classifier
+# layer, which the offline weights do not have, so precision serves as the fidelity measure:
 
 # %%
 try:
     metrics.inception_score_from_images(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
 except metrics.InceptionScoreUnavailable as err:
-    print("Inception Score unavailable:", str(err).split(".")[0] + ".")
-    print("Precision (Kynkäänniemi et al. 2019) serves as the fidelity measure instead.")
+    print("Inception Score unavailable:", str(err).split(" (")[0] + ".")
 
 # %%
-labels = torch.arange(P.eval.num_samples) % NULL
-arms = [("unconditional", "ddim", P.guidance_scales_uncond), ("conditional", "ddim", P.guidance_scales_cond),
-        ("unconditional", "ancestral", P.ancestral_scales)]
-sweep_rows = []
-for kind, form, scales in arms:
-    steps = P.eval.sample_steps if form == "ddim" else P.ancestral_steps
-    samplers = {s: make_sampler(DIFF, cond_model, sample_steps=steps, method=form, unconditional=kind == "unconditional",
-                                cond_fn=classifier_cond_fn(classifier, scale=s) if s > 0 else None) for s in scales}
-    for r in score_sweep(samplers, P.eval.num_samples, REF, key="scale s", batch_size=P.eval.batch_size,
-                         labels=labels, seed=SEED, metrics=("fid", "pr")):
-        sweep_rows.append({"model": kind, "form": f"{form} {steps}", **r})
-        print(f"{kind:>13} {form + ' ' + str(steps):>13} s={r['scale s']:<5} FID={r['FID']:.2f} "
-              f"precision={r['precision']:.3f} recall={r['recall']:.3f}{SMOKE_LABEL}")
-
-# %%
-display(plotting.metrics_table(sweep_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
+with provenance.Stopwatch() as timer:
+    sweep_rows = gc.classifier_guidance_sweep(P, cond_model, classifier, REF, seed=SEED)
 by_arm = {}
 for r in sweep_rows:
     by_arm.setdefault(f"{r['model']}, {r['form']}", []).append(r)
-by_kind = {k: [r for r in sweep_rows if r["model"] == k and r["form"].startswith("ddim")]
-           for k in ("unconditional", "conditional")}
-fig = figures.sweep_figure(by_arm, "scale s", "classifier scale s", SMOKE_LABEL)
+if report.shows_results(SCALE):
+    display(plotting.metrics_table(sweep_rows, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
+    figures.sweep_figure(by_arm, "scale s", "classifier scale s");
+else:
+    report.pipeline_check(f"guidance sweep, {len(sweep_rows)} sample sets", timer,
+                          **{k: [r["FID"] for r in v] for k, v in by_arm.items()})
 
 # %% [markdown]
-# ## 7. What guidance does to one class
+# ## 8. What guidance does to one class
 #
 # *Question: what does a larger scale look like?* Samples of one class (same seeds in every row) from the
-# unconditional model under classifier guidance, then the ancestral form {eq}`adm-ancestral` beside the DDIM form
-# {eq}`adm-ddim` at the largest scale shown.
+# unconditional model under classifier guidance with the DDIM form, and in the last row the ancestral form
+# {eq}`adm-ancestral` at the largest scale.
 
 # %%
-c = P.grid_class
-n_grid = P.eval.grid
-rows = {f"s={s:g}": generate(make_sampler(DIFF, cond_model, sample_steps=P.eval.sample_steps, method="ddim",
-                                          unconditional=True,
-                                          cond_fn=classifier_cond_fn(classifier, scale=s) if s > 0 else None),
-                             n_grid, min(P.eval.batch_size, n_grid), labels=c, seed=SEED, progress=False)
-        for s in P.grid_scales}
-fig = plotting.image_rows(rows, title=f"class '{CIFAR10_CLASSES[c]}', unconditional model + classifier guidance (DDIM)")
-
-s_max = max(P.grid_scales)
-ancestral = make_sampler(DIFF, cond_model, sample_steps=P.ancestral_steps, unconditional=True,
-                         cond_fn=classifier_cond_fn(classifier, scale=s_max))
-forms = {f"DDIM {P.eval.sample_steps} steps": rows[f"s={s_max:g}"],   # the grid's last row: same call, same seed
-         f"ancestral {P.ancestral_steps} steps": generate(ancestral, n_grid, min(P.eval.batch_size, n_grid), labels=c,
-                                                         seed=SEED, progress=False)}
-fig = plotting.image_rows(forms, title=f"s={s_max:g}: the two forms of classifier guidance")
+grid_rows = gc.guidance_grids(P, cond_model, classifier, seed=SEED)
+if report.shows_results(SCALE):
+    plotting.image_rows(grid_rows, title=f"class '{CIFAR10_CLASSES[P.grid_class]}', unconditional model + guidance");
+else:
+    report.pipeline_check("class grid", None, **grid_rows)
 
 # %% [markdown]
-# ## 8. Results beside the paper
+# ## 9. What the paper reports, and our run beside it
 #
-# ADM reports **no CIFAR-10 result**; its numbers (papers.md §2.2, the official README) are ImageNet at 64–512 px
-# with models trained for days on many GPUs. The closest CIFAR-10 reference is a **third-party** ADM-architecture
-# baseline from the DDPM-IP repository (unguided). We print them for scale, not as targets.
+# ADM has no CIFAR-10 experiment. Its numbers are ImageNet, with models trained for days on many GPUs; they are
+# what the paper reports, not our results, and our runs can only be compared in direction.
+#
+# | experiment (ImageNet, {cite}`dhariwal2021diffusion`) | setting | FID | precision | recall |
+# |---|---|---:|---:|---:|
+# | Table 1, 128×128, 700K / 1200K iterations | baseline UNet | 15.33 / 13.21 | | |
+# | Table 1 | depth 4 at 128 channels | −0.21 / −0.48 | | |
+# | Table 1 | 4 attention heads | −0.54 / −0.82 | | |
+# | Table 1 | attention at 32, 16, 8 | −0.72 / −0.66 | | |
+# | Table 1 | BigGAN up/down-sampling | −1.20 / −1.21 | | |
+# | Table 1 | residuals rescaled by $1/\sqrt2$ | +0.16 / +0.25 | | |
+# | Table 1 | all helpful changes together | −3.14 / −3.00 | | |
+# | Table 3, 128×128 | AdaGN vs addition + GroupNorm | 13.06 vs 15.08 | | |
+# | Table 4, 256×256 | unconditional | 26.21 | 0.61 | 0.63 |
+# | Table 4 | unconditional, classifier scale 1 | 33.03 | 0.56 | 0.65 |
+# | Table 4 | unconditional, classifier scale 10 | 12.00 | 0.76 | 0.44 |
+# | Table 4 | conditional | 10.94 | 0.69 | 0.63 |
+# | Table 4 | conditional, classifier scale 1 | 4.59 | 0.82 | 0.52 |
+# | Table 4 | conditional, classifier scale 10 | 9.11 | 0.88 | 0.32 |
+#
+# The pattern to compare ours with: precision rises and recall falls as the scale grows, and guidance lowers the
+# FID of an unconditional model only at a large scale. Our run at the `book` scale, beside it (one seed):
 
 # %%
-best_u = min(by_kind["unconditional"], key=lambda r: r["FID"])
-best_c = min(by_kind["conditional"], key=lambda r: r["FID"])
-base_u = by_kind["unconditional"][0]
-result_rows = [
-    {"setting": "ADM, ImageNet 64×64, guided (paper's README)", "FID": 2.07, "precision": 0.74, "recall": 0.63},
-    {"setting": "ADM, ImageNet 128×128 (paper's README)", "FID": 2.97, "precision": 0.78, "recall": 0.59},
-    {"setting": "ADM arch., CIFAR-10, unguided, 1000 sampling steps (third-party, DDPM-IP)", "FID": 2.99},
-    {"setting": "ADM arch., CIFAR-10, unguided, 100 sampling steps (third-party, DDPM-IP)", "FID": 3.39},
-    {"setting": f"ours ({P.scale}), unconditional, s=0", "FID": base_u["FID"], "precision": base_u["precision"],
-     "recall": base_u["recall"]},
-    {"setting": f"ours ({P.scale}), unconditional, best s={best_u['scale s']:g}", "FID": best_u["FID"],
-     "precision": best_u["precision"], "recall": best_u["recall"]},
-    {"setting": f"ours ({P.scale}), conditional, best s={best_c['scale s']:g}", "FID": best_c["FID"],
-     "precision": best_c["precision"], "recall": best_c["recall"]},
-]
-display(plotting.metrics_table(result_rows, formats={"FID": ".2f", "precision": ".2f", "recall": ".2f"}))
-pr_u = by_kind["unconditional"]
-print(f"precision s=0 -> s={pr_u[-1]['scale s']:g}: {pr_u[0]['precision']:.3f} -> {pr_u[-1]['precision']:.3f}; "
-      f"recall {pr_u[0]['recall']:.3f} -> {pr_u[-1]['recall']:.3f}{SMOKE_LABEL}")
-for r in (r for r in sweep_rows if r["form"].startswith("ancestral")):
-    twin = next((d for d in by_kind["unconditional"] if d["scale s"] == r["scale s"]), None)
-    if twin is not None:
-        print(f"s={r['scale s']:g}: FID {r['form']} {r['FID']:.2f} vs {twin['form']} {twin['FID']:.2f}{SMOKE_LABEL}")
+by_kind = {k: [r for r in sweep_rows if r["model"] == k and r["form"].startswith("ddim")]
+           for k in ("unconditional", "conditional")}
+ours = [{"setting": f"ours ({P.scale}), {k}, s={r['scale s']:g}", **{m: r[m] for m in ("FID", "precision", "recall")}}
+        for k, rows in by_kind.items() for r in (rows[0], min(rows, key=lambda r: r["FID"]), rows[-1])]
+if report.shows_results(SCALE):
+    display(plotting.metrics_table(ours, formats={"FID": ".2f", "precision": ".3f", "recall": ".3f"}))
 
 # %% [markdown]
-# What to look for: the **direction** of the sweep is what can reproduce at this budget — precision rising and
-# recall falling as $s$ grows, and a best FID at a moderate scale, lower for the unconditional model than without
-# guidance. The two forms of guidance should tell the same story at the same $s$ ({eq}`adm-forms-agree`); their
-# FIDs also differ through the sampler itself (stochastic ancestral steps vs deterministic DDIM). The absolute
-# FIDs cannot approach the papers' (seconds of training, a few thousand samples, tens of sampling steps).
-# In the ablation each variant is trained once (one seed) and scored on 1,000 samples at `book` scale, so only
-# large differences mean anything; the equal-time column is the fairer one for a reader with a fixed GPU budget.
+# What can reproduce at this budget is the **direction** of the sweep: precision rising and recall falling as $s$
+# grows, and a best FID at a moderate scale. The two forms of guidance should tell the same story at the same $s$
+# ({eq}`adm-forms-agree`); their FIDs also differ through the sampler itself (stochastic ancestral steps against
+# deterministic DDIM). The absolute FIDs cannot approach the paper's: minutes of training, a few thousand samples,
+# tens of sampling steps, and CIFAR-10 instead of ImageNet.
+#
+# ## What to take away
+#
+# * ADM's architecture changes are small fields of one UNet config; AdaGN ({eq}`adm-adagn`) is a scale and shift of
+#   the normalised features, and most changes add few or no parameters.
+# * Classifier guidance tilts every reverse step by the classifier's gradient: the mean moves by $s\,\Sigma g$
+#   (ancestral) or the noise prediction by $-s\sqrt{1-\bar\alpha_t}\,g$ (DDIM); the two agree to first order.
+# * The scale buys class fidelity and pays with diversity; in the lab the price in recall is certain, while the
+#   gain in fidelity depends on how good the classifier's gradient is at low noise.
+# * A guide must be trained on noisy inputs, and it knows little about the class at high noise.
+#
+# ## Exercises
+#
+# 1. The lab keeps its curves in `lab.figure`: `lab.figure["trained classifier"]` holds the class fidelity per scale
+#    and seed for all classes (`fidelity`) and for the tail classes (`tail_fidelity`). At which scale does each peak?
+#    Does guidance help the rare classes more than the frequent ones?
+# 2. Run the lab with other seeds, `run_lab("adm", seeds=[3, 4, 5])`. Which verdicts are stable?
+# 3. With `gc.guidance_form_shifts(DIFF, n)` for `n` in 5, 25, 100, 1000 respaced steps, find how large the largest
+#    ratio between the two forms grows as the steps get fewer, and explain it with {eq}`adm-forms-agree`.
 #
 # ## Provenance
 
 # %%
+cond_ddim = by_kind["conditional"]
+top, unguided = max(cond_ddim, key=lambda r: r["scale s"]), min(cond_ddim, key=lambda r: r["scale s"])
 results = {"scale": P.scale, "comparable": P.comparable, "ablation": ablation_rows,
            "ablation_fid_samples": P.ablation_eval.num_samples, "classifier_accuracy_vs_t": acc,
-           "classifier_train": {"steps": ct.steps, "wall_s": clf_timer.elapsed}, "guidance_sweep": sweep_rows,
-           "guidance_forms_shift_ratio": {"t": [int(v) for v in t_orig], "ratio": ratio.tolist()},
-           "fid_samples": P.eval.num_samples, "sample_steps": P.eval.sample_steps,
-           "fid_reference": f"cifar10-{P.eval.fid_reference}-{P.eval.fid_reference_images or 'full'}"}
-display(Markdown(provenance.provenance_table(finish_chapter(run, "adm", results,
-                                                            projected_h100_s=round(cost["total_s"])))))
-
-# %% [markdown]
-# The chapter's headline for the [results page](../book/results.md): the paper's effect, measured here, is that
-# classifier guidance raises fidelity; with Inception Score unavailable, precision at the largest guidance scale
-# against the same conditional model unguided (one seed). The paper has no CIFAR-10 number to set beside it.
-
-# %%
-cond_ddim = [r for r in sweep_rows if r["model"] == "conditional" and r["form"].startswith("ddim")]
-top, unguided = max(cond_ddim, key=lambda r: r["scale s"]), min(cond_ddim, key=lambda r: r["scale s"])
-results["headline"] = headline(
-    f"precision, conditional model, DDIM, s={top['scale s']:g}", top["precision"],
-    claim="classifier guidance raises precision (fidelity)", lower_is_better=False,
-    method=[top["precision"]], baseline=[unguided["precision"]], method_name=f"s={top['scale s']:g}",
-    baseline_name=f"s={unguided['scale s']:g}", comparable=P.comparable)
-print("wrote", save_results("adm", results))
+           "classifier_train": {"steps": P.arm("classifier").train.steps, "wall_s": clf_timer.elapsed},
+           "guidance_sweep": sweep_rows, "lab": lab_tab.rows, "fid_samples": P.eval.num_samples,
+           "guidance_forms_shift_ratio": {"t": forms["t"], "ratio": forms["ratio"].tolist()},
+           "sample_steps": P.eval.sample_steps, "checkpoint_dir_used": CHECKPOINT_DIR is not None,
+           "fid_reference": f"cifar10-{P.eval.fid_reference}-{P.eval.fid_reference_images or 'full'}",
+           "headline": headline(
+               f"precision, conditional model, DDIM, s={top['scale s']:g}", top["precision"],
+               claim="classifier guidance raises precision (fidelity)", lower_is_better=False,
+               method=[top["precision"]], baseline=[unguided["precision"]], method_name=f"s={top['scale s']:g}",
+               baseline_name=f"s={unguided['scale s']:g}", comparable=P.comparable)}
+display(provenance.provenance_table(finish_chapter(run, "adm", results, projected_h100_s=round(cost["total_s"]))))
