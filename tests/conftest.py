@@ -34,3 +34,16 @@ def assets_dir() -> Path:
     if not path.is_dir() or not any(path.iterdir()):
         pytest.skip(f"no offline assets: LT_DIFFUSION_ASSETS={value} is not a non-empty folder")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored afterwards. Tiny models gain nothing from intra-op threads, and
+    on a loaded 2-core CI box OpenMP spin-waiting makes them up to 50x slower. Modules use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,12 +12,7 @@ from lt_diffusion.lab.result import LabResult, claim, summary_sentence
 from lt_diffusion.lab.world import longtail_world
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
 
 def test_interleave_round_trip():

@@ -12,13 +12,7 @@ from lt_diffusion.lab.world import CIFAR10_LT_COUNTS, longtail_world, picture_wo
 from lt_diffusion.toy2d import ExactEpsModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """As the labs run: one intra-op thread (tiny tensors; threads only add contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,7 @@ from lt_diffusion.models import (MODEL_PRESETS, ClassifierConfig, EncoderUNetMod
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded CI box OpenMP spin-waiting makes
-    them up to 50x slower; run single-threaded and restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
 def _tiny(**kw) -> UNetConfig:
     base = dict(image_size=8, model_channels=16, channel_mult=(1, 2), num_res_blocks=1,

@@ -190,3 +190,24 @@ def test_a_notebook_run_has_no_progress_noise(tmp_path):
     outputs = nb.cells[0].outputs
     assert [o.get("name") for o in outputs] == ["stdout"] and outputs[0]["text"] == "1225 5\n", outputs
     assert [f for f in scanner.scan_notebook(nb) if f.where == "output"] == []
+
+
+COMMITTED = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_committed_notebook_is_clean(path):
+    """Every committed chapter, sources and outputs: no warning, stderr, error, progress bar, machine path, object
+    repr, raw dict or table, control character, build-trace words, log line, or smoke number shown as a result."""
+    findings = scanner.scan_notebook(path)
+    assert not findings, "\n".join(str(f) for f in findings)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.py")), ids=lambda p: p.name)
+def test_notebook_sources_hold_no_control_characters(path):
+    """A LaTeX command in a non-raw Python string (``"\\bar"``) turns into a control character (backspace + "ar");
+    the jupytext sources must hold none (tab, newline and carriage return excepted)."""
+    text = path.read_text(encoding="utf-8")
+    bad = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+           if any(ord(c) < 32 and c not in "\t\r\n" or ord(c) == 127 for c in line)]
+    assert not bad, f"{path.name}: control characters on lines {[n for n, _ in bad]}"

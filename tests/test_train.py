@@ -19,14 +19,7 @@ from train_toys import StandInDiffusion, ToyData, cfg, tiny_model
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded CI box OpenMP spin-waiting makes
-    them up to 50x slower; run single-threaded and restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
 def test_tiny_unet_learns_toy_set():
     diffusion = StandInDiffusion()

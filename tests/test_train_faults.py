@@ -25,12 +25,7 @@ from train_toys import FAULT_CKPT_EVERY, FAULT_STEPS, TIMING_KEYS, fault_trainer
 KILLED = -signal.SIGKILL
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from lt_diffusion.train import (CheckpointError, NonFiniteLossError, Trainer, ch
 from train_toys import TIMING_KEYS, StandInDiffusion, ToyData, cfg, tiny_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
 
 class ListData:
