@@ -60,6 +60,7 @@ from lt_diffusion.experiments import (DataSpec, build_diffusion, fid_reference, 
 from lt_diffusion.experiments import guidance_chapters as gc
 from lt_diffusion.experiments.summary import headline
 from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.lab.plots import lab_table
 from lt_diffusion.models import ABLATION_DESCRIPTIONS, UNetModel, count_parameters
 from lt_diffusion.models.nn import norm_act
 from lt_diffusion.presets import get_preset
@@ -185,7 +186,7 @@ lab = run_lab("adm")
 plot_lab(lab);
 
 # %% tags=["scale-independent"]
-display(lab_tab := gc.lab_table(lab))
+display(lab_tab := lab_table(lab))
 print(lab.summary)
 
 # %% [markdown]

@@ -57,6 +57,7 @@ from lt_diffusion.experiments import guidance_chapters as gc
 from lt_diffusion.experiments.summary import headline
 from lt_diffusion.guidance import cfg_model_fn
 from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.lab.plots import lab_table
 from lt_diffusion.models import count_parameters
 from lt_diffusion.sampling import generate
 
@@ -169,7 +170,7 @@ lab = run_lab("cfg")
 plot_lab(lab);
 
 # %% tags=["scale-independent"]
-display(lab_tab := gc.lab_table(lab))
+display(lab_tab := lab_table(lab))
 print(lab.summary)
 
 # %% [markdown]

@@ -57,6 +57,7 @@ from lt_diffusion.experiments import (DataSpec, ScoreCurve, build_diffusion, fid
 from lt_diffusion.experiments import loss_hook_chapters as ch
 from lt_diffusion.experiments.summary import headline
 from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.lab.plots import lab_table
 from lt_diffusion.weighting import P2Weight, p2_lambda_t, snr
 
 # %%
@@ -225,7 +226,7 @@ print(lab.design)
 fig = plot_lab(lab)
 
 # %% tags=["scale-independent"]
-display(ch.lab_table(lab))
+display(lab_table(lab))
 print(lab.summary)
 
 # %% [markdown]

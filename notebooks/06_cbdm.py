@@ -60,6 +60,7 @@ from lt_diffusion.experiments import (fid_reference, figures, finish_chapter, lo
 from lt_diffusion.experiments import loss_hook_chapters as ch
 from lt_diffusion.experiments.summary import headline, longtail_row
 from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.lab.plots import lab_table
 from lt_diffusion.presets import get_preset
 from lt_diffusion.sampling import generate
 
@@ -182,7 +183,7 @@ lab = run_lab("cbdm")
 fig = plot_lab(lab)
 
 # %% tags=["scale-independent"]
-display(ch.lab_table(lab))
+display(lab_table(lab))
 print(lab.summary)
 
 # %% [markdown]
@@ -195,8 +196,8 @@ print(lab.summary)
 #
 # ## 4. CIFAR-10-LT experiments
 #
-# **What the papers report.** The CBDM paper's own CIFAR-10-LT table is quoted here as reported by CORAL, a later
-# paper (arXiv:2506.15933) that lists the DDPM baseline and CBDM at imbalance 0.01 {cite}`qin2023class`; these are
+# **What the papers report.** The CBDM paper's CIFAR-10-LT numbers {cite}`qin2023class` are quoted here as reported
+# by CORAL {cite}`rodriguez2025coral`, a later paper that lists the DDPM baseline and CBDM at imbalance 0.01; these are
 # the paper's scale (the official recipe above, 50,000 samples), not ours:
 #
 # | data (ρ = 0.01) | method | FID | recall | IS |

@@ -72,6 +72,7 @@ from lt_diffusion.experiments import DataSpec, build_diffusion, finish_chapter, 
 from lt_diffusion.experiments import inversion_chapter as ic
 from lt_diffusion.experiments.summary import headline, longtail_row
 from lt_diffusion.lab import plot_lab, run_lab
+from lt_diffusion.lab.plots import lab_table
 
 P, run, device, _, cost = start_chapter("diffusion_inversion", SCALE, SEED)
 display(report.scale_note(run, chapter="08_diffusion_inversion"))
@@ -127,7 +128,8 @@ print(inspect.getsource(inversion.variation_conditions))
 # class-table generator on a 10-class mixture, freezes it, learns one vector per point with the package's
 # `learn_embeddings`, samples Eq. {eq}`di-variation` with and without the guidance of Eq. {eq}`di-cfg`, and trains
 # classifiers on real, generated and mixed points, three seeds each, tested on fresh points of the true
-# distribution. The table gives each arm's mean ± standard deviation over the seeds, and the verdict of the claim.
+# distribution. The table gives, for each claim, the two arms it compares as mean (min–max over the seeds),
+# the gain, the seed spread and the verdict.
 
 # %% tags=["scale-independent"]
 lab = run_lab("diffusion_inversion")
@@ -135,10 +137,7 @@ print(lab.design)
 plot_lab(lab);
 
 # %% tags=["scale-independent"]
-display(plotting.metrics_table(
-    [{"claim": c["short"], "metric": c["metric"],
-      **{arm: f"{np.mean(v):.3f} ± {np.std(v):.3f}" for arm, v in c["arms"].items()}, "verdict": c["verdict"]}
-     for c in lab.labs]))
+display(lab_table(lab))
 display(Markdown(lab.summary))
 
 # %% [markdown]

@@ -9,13 +9,12 @@ the equations they test are derived in the chapters (03: Eqs. {eq}`adm-ancestral
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["source_without_docstring", "lab_table", "adm_ablation", "guidance_form_shifts", "classifier_guidance_sweep", "guidance_grids",
+__all__ = ["source_without_docstring", "adm_ablation", "guidance_form_shifts", "classifier_guidance_sweep", "guidance_grids",
            "cfg_by_hand_check", "toy_tilted_rows", "toy_guided_draws", "cfg_forward_check", "cfg_sweep",
            "cfg_classifier_sweep", "guidance_cost_rows"]
 
@@ -46,22 +45,8 @@ def source_without_docstring(fn) -> str:
     return src
 
 
-def _mean_sd(values: Sequence[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3g} ± {sd:.2g}"
 
 
-def lab_table(result):
-    """A chapter lab's claims as one table (:class:`lt_diffusion.report.Table`): the claim in a few words, the
-    metric, the method and baseline arms as mean ± standard deviation over the seeds, and the verdict of
-    :func:`lt_diffusion.experiments.summary.effect_verdict` (``yes``: beyond the seed spread)."""
-    from lt_diffusion.report import table
-
-    rows = [{"claim": c["short"], "metric": c["metric"],
-             "method arm": f"{c['method']}: {_mean_sd(c['arms'][c['method']])}",
-             "baseline arm": f"{c['baseline']}: {_mean_sd(c['arms'][c['baseline']])}",
-             "verdict": c["verdict"]} for c in result.labs]
-    return table(rows, kind="metrics")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Glue of the two loss-hook chapters: 05 (P2 weighting, the ``loss_weight`` hook) and 06 (CBDM, the
 ``regularizer`` hook). The notebooks narrate; the tables and the loops they would otherwise spell out live here.
 
-* :func:`lab_table` — a chapter lab's claims as one table (arms as mean and range over seeds, verdict).
 * :func:`arm_diff` and :func:`loss_terms_check` — "the paper as a diff": the fields in which two arms' diffusion
   specs differ, and the training-loss terms of both engines on one batch, with the identity the hook promises
   (``loss = loss_weight · mse + reg``) checked, so the listing cannot drift from the code.
@@ -17,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["lab_table", "arm_diff", "loss_terms_check", "p2_weight_table", "p2_stage_table", "p2_residual_table",
+__all__ = ["arm_diff", "loss_terms_check", "p2_weight_table", "p2_stage_table", "p2_residual_table",
            "seed_dir", "cbdm_recipe_table", "cbdm_score_main", "cbdm_group_rows", "cbdm_sweep",
            "cbdm_single_seed_rows"]
 
@@ -25,24 +24,8 @@ __all__ = ["lab_table", "arm_diff", "loss_terms_check", "p2_weight_table", "p2_s
 # --------------------------------------------------------------------------------------------------
 # shared by 05 and 06
 # --------------------------------------------------------------------------------------------------
-def _mean_range(values: Sequence[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.4g} ({v.min():.4g}–{v.max():.4g})"
 
 
-def lab_table(result):
-    """One row per claim of a :class:`lt_diffusion.lab.LabResult`: the claim in a few words, the metric, every
-    arm as ``mean (min–max over seeds)``, the gain of the method over the baseline (positive: the direction the
-    claim predicts), the seed spread (the larger of the two arms' ranges) and the verdict of
-    :func:`lt_diffusion.experiments.summary.effect_verdict`. Returns a :class:`lt_diffusion.report.Table`."""
-    from lt_diffusion import plotting
-
-    rows = []
-    for c in result.labs:
-        arms = "; ".join(f"{name}: {_mean_range(vals)}" for name, vals in c["arms"].items())
-        rows.append({"claim": c["short"], "metric": c["metric"], f"arms, mean (range over {len(result.seeds)} seeds)":
-                     arms, "gain": c["gain"], "seed spread": c["spread"], "verdict": c["verdict"]})
-    return plotting.metrics_table(rows, formats={"gain": ".3g", "seed spread": ".3g"})
 
 
 def arm_diff(base, arm, names: Tuple[str, str] = ("baseline", "method")) -> str:
