@@ -170,8 +170,9 @@ class _StopTrainer:
 
     seen = {}
 
-    def __init__(self, model, diffusion, data, config):
-        _StopTrainer.seen = {"model": model, "diffusion": diffusion, "data": data, "config": config}
+    def __init__(self, model, diffusion, data, config, schedule_sampler=None):
+        _StopTrainer.seen = {"model": model, "diffusion": diffusion, "data": data, "config": config,
+                             "schedule_sampler": schedule_sampler}
         self.model = self.ema_model = torch.nn.Linear(1, 1)
         self.config, self.step, self.history = config, config.steps, []
 
@@ -234,19 +235,31 @@ def test_every_model_config_reaches_the_model():
                 assert (model.unet.config if arm.kind == "generator" else model.config) == arm.model, (chapter, name)
 
 
+# The package module that holds a chapter's own stages (they take the preset as ``P``, as the notebook names it).
+CHAPTER_GLUE = {"improved_ddpm": "improved_ddpm_study", "adm": "guidance_chapters", "cfg": "guidance_chapters",
+                "p2": "loss_hook_chapters", "cbdm": "loss_hook_chapters", "minority_guidance": "minority_chapter",
+                "diffusion_inversion": "inversion_chapter"}
+
+
 def _notebook_reads(chapter: str) -> str:
-    return (Path(__file__).resolve().parents[1] / "notebooks" / f"{NOTEBOOKS[chapter]}.py").read_text()
+    """The notebook's source and its stages' module: where a chapter reads its preset's fields."""
+    root = Path(__file__).resolve().parents[1]
+    source = (root / "notebooks" / f"{NOTEBOOKS[chapter]}.py").read_text()
+    if chapter in CHAPTER_GLUE:
+        source += (root / "lt_diffusion" / "experiments" / f"{CHAPTER_GLUE[chapter]}.py").read_text()
+    return source
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTER_MODULES))
 def test_every_chapter_field_is_read_by_its_notebook(chapter):
-    """A chapter's own fields, and every EvalSpec field a preset sets, are read by the notebook (or by
-    projected_gpu_seconds): a value set in a preset and used nowhere fails."""
+    """A chapter's own fields, and every EvalSpec field a preset sets, are read by the notebook or its stages'
+    module (or by projected_gpu_seconds): a value set in a preset and used nowhere fails."""
     source = _notebook_reads(chapter)
     cls = type(get_preset(chapter, "book"))
     own = [f.name for f in dataclasses.fields(cls) if f.name not in {g.name for g in dataclasses.fields(ChapterPreset)}]
     for name in own:
-        assert re.search(rf"\bP\.{name}\b", source), f"{cls.__name__}.{name} is read nowhere in the notebook"
+        assert re.search(rf"(\bP|get_preset\([^)]*\))\.{name}\b", source), \
+            f"{cls.__name__}.{name} is read nowhere in the notebook"
     defaults = EvalSpec(num_samples=2, sample_steps=1)
     projected = set(re.findall(r"\bev\.(\w+)", inspect.getsource(projected_gpu_seconds)))   # the cost's fields
     for scale in SCALES:

@@ -5,7 +5,7 @@ null label makes it unconditional too).
 ``book`` trains all eight ablation variants to 120 steps and 10 s of batch 512, a 450-step conditional UNet and a
 300-step classifier, and sweeps the classifier scale (about 7 minutes on one H100; such short budgets favour the
 small and cheap variants). ``paper`` is ADM's smallest official setting at CIFAR-10 size (ADM has no CIFAR-10
-model), never run here.
+model), not run for this edition.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ PAPER = ADMPreset(
     ancestral_steps=250, ancestral_scales=(0.0, 1.0, 4.0, 10.0), grid_scales=(0.0, 1.0, 4.0, 10.0),
     note="paper: ADM's ImageNet-64 recipe (guided-diffusion flags) at CIFAR-10 size; ADM reports no CIFAR-10 "
          "number. The guided model has no label dropout: ADM trains a separate unconditional model (the "
-         "ablation's 'adm' arm). Never run here.",
+         "ablation's 'adm' arm). Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}

@@ -5,8 +5,7 @@ CBDM + P2, other τ) with the first.
 
 ``book`` trains 7 runs of 200 steps of batch 512 on CIFAR-10-LT (a CBDM step costs two: the γ-term trains its
 second forward pass) and samples with CFG (about 8 minutes on one H100). ``paper`` is the official CBDM-pytorch
-CIFAR recipe (the README's CIFAR-100-LT flags applied to CIFAR-10-LT, whose settings are not published), never run
-here.
+CIFAR recipe (the README's CIFAR-100-LT flags applied to CIFAR-10-LT, whose settings are not published), not run for this edition.
 """
 from __future__ import annotations
 
@@ -104,7 +103,7 @@ PAPER = CBDMPreset(
     eval=EvalSpec(num_samples=50_000, sample_steps=1000, batch_size=1000, sample_sets=6, forwards=2),
     omega=1.6, omega_sweep=(0.0, 0.8, 1.6, 2.0), sweep_samples=10_000,
     note="paper: the official CBDM-pytorch recipe (README, CIFAR-100-LT flags) applied to CIFAR-10-LT; the paper's "
-         "own CIFAR-10-LT settings are not published. Never run here.",
+         "own CIFAR-10-LT settings are not published. Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}

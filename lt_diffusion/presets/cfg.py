@@ -4,7 +4,7 @@ UNets trained with label dropout (one per p_uncond), a sweep of the guidance str
 
 ``book`` trains two 350-step conditional UNets of batch 512 and a 300-step classifier, and draws 13 sets of 2,000
 DDIM-50 samples (about 6.5 minutes on one H100). ``paper`` is what the study would cost at CIFAR-10 size with the
-ADM-style CIFAR-10 UNet (the paper reports ImageNet only; its p_uncond / w grid is our choice), never run here.
+ADM-style CIFAR-10 UNet (the paper reports ImageNet only; its p_uncond / w grid is our choice), not run for this edition.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ PAPER = CFGPreset(
                   sample_sets=35, forwards=2),
     ws=(0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0, 3.0, 4.0), classifier_scales=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
     note="paper: the ADM-style CIFAR-10 UNet of the DDPM-IP repository (third-party), trained jointly with the "
-         "null label. Ho & Salimans report ImageNet only; p_uncond and the w grid are our choice. Never run here.",
+         "null label. Ho & Salimans report ImageNet only; p_uncond and the w grid are our choice. Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}

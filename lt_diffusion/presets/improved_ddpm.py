@@ -5,7 +5,7 @@ process is skipped.
 
 ``book`` uses T = 1000 (not the paper's 4000: the exact bound costs T forward passes per image) and six runs of
 300 steps of batch 512 (about 7.5 minutes in all on one H100); ``paper`` is the official CIFAR-10 configuration
-(T = 4000, 500 K steps of batch 128 per model), never run here.
+(T = 4000, 500 K steps of batch 128 per model), not run for this edition.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ STEP_ARM_LABELS = {"learned": "L_hybrid, learned Σ_θ", "fixed_large": "L_simpl
                    "fixed_small": "L_simple, σ² = β̃_t", "ddim": "L_simple, DDIM (η = 0)"}
 SAMPLER_OPTIONS: Dict[str, dict] = {"own": {}, "fixed_small": {"sigma_small": True}, "ddim": {"method": "ddim"}}
 
-# The paper's Table 2 (CIFAR-10, 500 K steps, batch 128, T = 4000; a third-party transcription): (NLL, FID).
+# The paper's Table 2 (Nichol & Dhariwal 2021, CIFAR-10, 500 K steps, batch 128, T = 4000): (NLL, FID).
 PAPER_TABLE: Dict[str, Tuple[float, float]] = {"linear_simple": (3.37, 2.90), "linear_hybrid": (3.26, 3.07),
                                                 "cosine_simple": (3.26, 3.05), "cosine_hybrid": (3.17, 3.19),
                                                 "cosine_vlb_is": (2.94, 11.47)}
@@ -118,7 +118,7 @@ PAPER = ImprovedDDPMPreset(
     bpd_images=10_000, bpd_batch=1000, step_sweep=(25, 50, 100, 200, 400, 1000, 4000), sweep_samples=50_000,
     skip_fractions=(0.0, 0.1, 0.2, 0.3, 0.5), skip_steps=1000, variance_images=1000,
     note="paper: Nichol & Dhariwal 2021, CIFAR-10 ablation at 500 K steps, T = 4000 (README flags of "
-         "openai/improved-diffusion). Never run here.",
+         "openai/improved-diffusion). Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}

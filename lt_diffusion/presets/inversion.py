@@ -5,7 +5,7 @@ data; then the same on CIFAR-10-LT with a generator pretrained on the long-taile
 
 ``book`` pretrains two generators for 600 steps of batch 512, inverts 100 steps per image and trains 100-120-step
 classifiers (about 7 minutes on one H100). ``paper`` is the official recipe on our pixel-space generator (Stable
-Diffusion is not available), never run here.
+Diffusion is not available), not run for this edition.
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ PAPER = InversionPreset(
     scarce_images=50_000, real_sizes=(50_000,), invert_steps=4000, invert_group=100, invert_init="mean",
     gen_sizes=(50_000, 100_000, 500_000), balance_to=5000,
     note="paper: the official recipe on our pixel-space generator; Stable Diffusion itself is not available. The "
-         "official run inverts with batch 50 of 100 images per group. Never run here.",
+         "official run inverts with batch 50 of 100 images per group. Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}

@@ -5,7 +5,7 @@ A clean classifier trained on the balanced train set labels the generated images
 
 ``book`` trains the 6.9 M ``book`` UNet for 1,200 steps of batch 512 on CIFAR-10-LT, a 400-step level classifier
 and a 400-step ResNet-18 labeller (about 4 minutes on one H100). ``paper`` is the official LSUN recipe moved to
-CIFAR-10-LT (t* = 605 of 1000, 5 draws, L = 100, w = 3.5, 250 steps), never run here.
+CIFAR-10-LT (t* = 605 of 1000, 5 draws, L = 100, w = 3.5, 250 steps), not run for this edition.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ PAPER = MinorityPreset(
                           DataSpec(), random_crop=True)},
     eval=EvalSpec(num_samples=50_000, sample_steps=250, batch_size=1000, sample_sets=3),
     perturb_t=605, num_levels=100, low_samples=10_000, sweep_scales=(0.0, 1.0, 2.0, 3.5, 5.0), sweep_samples=10_000,
-    note="paper: the official LSUN recipe on CIFAR-10-LT; the repository has no CIFAR configuration. Never run here.",
+    note="paper: the official LSUN recipe on CIFAR-10-LT; the repository has no CIFAR configuration. Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}

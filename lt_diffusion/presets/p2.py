@@ -4,7 +4,7 @@ FID tracked over training; plus one model with a too-large γ.
 
 ``book`` trains 7 arms of 400 steps of batch 512 with a FID every 100 steps of the main arms (about 7 minutes on
 one H100). ``paper`` is the P2 repository's recipe (the "lightweight" ADM, lr 2e-5, batch 8) moved to CIFAR-10
-32×32: the paper has no CIFAR-10 experiment and the 500 K steps are our choice. Never run here.
+32×32: the paper has no CIFAR-10 experiment and the 500 K steps are our choice. Not run for this edition.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ PAPER = P2Preset(
     curve_ddim_steps=100,
     eval=EvalSpec(num_samples=50_000, sample_steps=250, batch_size=1000, sample_sets=8),
     note="paper: the P2 repository's recipe (README, 256x256 models) moved to CIFAR-10; the paper has no CIFAR-10 "
-         "run and its FID tables are not in our notes. 500 K steps is our choice. Never run here.",
+         "run and its FID tables are not in our notes. 500 K steps is our choice. Not run for this edition.",
 )
 
 PRESETS = {"smoke": SMOKE, "book": BOOK, "paper": PAPER}
