@@ -319,3 +319,17 @@ def test_running_page_memory_table_is_the_functions_output():
     cbdm = next(r for r in rows if r["chapter"] == "cbdm")
     ddpm = next(r for r in rows if r["chapter"] == "ddpm")
     assert 1.6 < cbdm["activations_gb"] / ddpm["activations_gb"] < 2.4
+
+
+def test_per_seed_chapter_commands_write_the_folders_the_chapter_reads():
+    """Chapter 06 reads CHECKPOINT_DIR/seed<s>/<arm> (loss_hook_chapters.seed_dir): one train command per seed of
+    its preset, every arm at the first seed, baseline and CBDM at the others."""
+    from lt_diffusion.experiments import loss_hook_chapters
+
+    commands = cli.reproduce_commands("cbdm")
+    seeds = get_preset("cbdm", "paper").seeds
+    assert len(commands) == len(seeds) + 1 and commands[-1].endswith("-p CHECKPOINT_DIR runs/cbdm")
+    for command, seed in zip(commands, seeds):
+        out = command.split("--out ")[1]
+        assert out == str(loss_hook_chapters.seed_dir("runs/cbdm", seed)) and f"--seed {seed} " in command
+    assert "--arm" not in commands[0] and "--arm baseline --arm cbdm" in commands[1]
