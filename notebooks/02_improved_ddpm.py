@@ -206,9 +206,9 @@ print(inspect.getsource(GaussianDiffusion._vb_terms_bpd))
 # $$ (iddpm-importance)
 #
 # with the last 10 values of each term as the history, uniform sampling until every $t$ has 10, and a small
-# uniform mixture. The package's sampler computes $p_t$ from that history:
+# uniform mixture. The package's sampler computes $p_t$ from that history (expand the output below):
 
-# %%
+# %% tags=["hide-output"]
 print(inspect.getsource(LossSecondMomentResampler.weights))
 
 # %% [markdown]
@@ -231,17 +231,14 @@ print(inspect.getsource(LossSecondMomentResampler.weights))
 #
 # ## 5. Lab: which objective buys likelihood, and what a learned variance does at few steps
 #
-# The paper's claims concern the likelihood of the data and the quality of samples; both can be measured exactly on
-# data whose density is known. The lab trains four small MLP denoisers on an 8-dimensional mixture of Gaussians
-# with ten long-tailed classes, quantized to 256 levels so that the engine's `calc_bpd_loop` gives a bound in
-# bits/dim as on images: the linear and the cosine schedule with $\mathcal{L}_\text{simple}$, the cosine schedule with
-# $\mathcal{L}_\text{hybrid}$, and with $\mathcal{L}_\text{vlb}$ and the importance sampler {eq}`iddpm-importance`.
-# Beside their bounds it draws the exact NLL of the same points, a floor no model can go below. Then it samples the
-# cosine models at 10 to 100 respaced steps {eq}`iddpm-respacing` with a fixed $\sigma_t^2 = \beta_t$, a fixed
-# $\sigma_t^2 = \tilde\beta_t$ and the learned $\Sigma_\theta$, and scores each set by its sliced Wasserstein
-# distance to fresh true samples. **The question: which objective gives the best likelihood, and does a learned
-# variance keep sample quality with few steps?** Its design, and the run (cached on disk; a few minutes on one CPU
-# core when not cached):
+# On data whose density is known, likelihood and sample quality can both be measured exactly. The lab trains four
+# small MLP denoisers on an 8-dimensional, ten-class long-tailed Gaussian mixture quantized to 256 levels (so the
+# engine's `calc_bpd_loop` gives bits/dim as on images): linear and cosine schedules with $\mathcal{L}_\text{simple}$,
+# cosine with $\mathcal{L}_\text{hybrid}$, and with $\mathcal{L}_\text{vlb}$ and the sampler {eq}`iddpm-importance`,
+# beside the exact NLL of the same points. It then samples the cosine models at 10 to 100 respaced steps
+# {eq}`iddpm-respacing` with $\sigma_t^2 = \beta_t$, $\tilde\beta_t$ and the learned $\Sigma_\theta$, scored by the
+# sliced Wasserstein distance to fresh true samples. **The question: which objective gives the best likelihood, and
+# does a learned variance keep sample quality with few steps?** The run (cached on disk; minutes on a CPU if not):
 
 # %% tags=["scale-independent"]
 lab = run_lab("improved_ddpm")
@@ -428,11 +425,9 @@ if report.shows_results(SCALE):
 # | 4000 | cosine | $\mathcal{L}_\text{hybrid}$ | 3.17 | 3.19 |
 # | 4000 | cosine | $\mathcal{L}_\text{vlb}$ | 2.94 | 11.47 |
 #
-# No single model has both the best NLL and the best FID: 2.94 bits/dim belongs to the $\mathcal{L}_\text{vlb}$
-# model, whose FID is far worse. Against DDPM's 3.70 bits/dim their best model reaches 2.94 (Table 3 of
-# {cite}`nichol2021improved`). Their Figure 8 gives FID against sampling steps only as a plot: the learned-variance
-# $\mathcal{L}_\text{hybrid}$ models stay near their best down to about 100 steps, while fixed-variance
-# $\mathcal{L}_\text{simple}$ models degrade sharply.
+# The best NLL (2.94 bits/dim against DDPM's 3.70, Table 3) belongs to the $\mathcal{L}_\text{vlb}$ model, whose FID
+# is far worse. Figure 8 (a plot only): learned-variance models stay near their best FID down to about 100 steps,
+# fixed-variance $\mathcal{L}_\text{simple}$ models degrade sharply.
 #
 # ## What to take away
 #
