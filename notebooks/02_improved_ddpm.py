@@ -255,23 +255,19 @@ display(lab_table(lab))
 print(lab.summary)
 
 # %% [markdown]
-# Read against the paper: the cosine schedule lowers the bound clearly, and $\mathcal{L}_\text{hybrid}$ lowers it
-# a little, within the seed spread. $\mathcal{L}_\text{vlb}$ does not give the best bound here: with a short run
-# its noisy gradient leaves it behind $\mathcal{L}_\text{hybrid}$, which is consistent with the paper's need for
-# importance sampling and long training, but it is not the paper's result. The few-step verdicts are taken at 25
-# steps, the lab's counterpart of the paper's reduction from 4000 to 100 steps: there the learned variance beats the
-# small fixed variance $\tilde\beta_t$ within the seed spread and is no better than the large one $\beta_t$, so the
-# paper's advantage over $\sigma_t^2 = \beta_t$ does not appear. At 10 steps (the figure's left-most points) the
-# learned variance is far better than $\beta_t$, but not better than $\tilde\beta_t$.
+# Read against the paper: the cosine schedule lowers the bound clearly, $\mathcal{L}_\text{hybrid}$ a little (within
+# the seed spread), and $\mathcal{L}_\text{vlb}$, with a short run and a noisy gradient, stays behind
+# $\mathcal{L}_\text{hybrid}$: not the paper's result. At 25 steps (the lab's counterpart of 4000 → 100) the learned
+# variance beats $\tilde\beta_t$ within the spread and is no better than $\beta_t$; at 10 steps it is far better
+# than $\beta_t$ but not better than $\tilde\beta_t$.
 #
 # ## 6. Training the ablation on CIFAR-10
 #
 # One model per row of the paper's CIFAR-10 ablation (Table 2 of {cite}`nichol2021improved`): linear and cosine
 # schedules, each with $\mathcal{L}_\text{simple}$ (fixed $\sigma_t^2 = \beta_t$) and $\mathcal{L}_\text{hybrid}$
 # (learned $\Sigma_\theta$); cosine with $\mathcal{L}_\text{vlb}$ and importance sampling; and, for the
-# gradient-noise question below, cosine with $\mathcal{L}_\text{vlb}$ and uniform $t$. All runs share the model,
-# data, seed and step count of the preset; only the diffusion and the objective differ. With `CHECKPOINT_DIR`
-# set, the arms are loaded from a saved run instead of trained.
+# gradient-noise question below, cosine with $\mathcal{L}_\text{vlb}$ and uniform $t$. Only the diffusion and the
+# objective differ between runs. With `CHECKPOINT_DIR` set, the arms are loaded from a saved run.
 
 # %%
 models, histories, train_s = {}, {}, {}
