@@ -22,9 +22,8 @@
 # (an interpolation between the two natural fixed choices, trained by a **hybrid objective**
 # $\mathcal{L}_\text{simple} + \lambda\,\mathcal{L}_\text{vlb}$), and **importance sampling of $t$** that makes
 # the pure bound $\mathcal{L}_\text{vlb}$ trainable. The learned variance also lets the model sample with 50–100
-# steps instead of thousands with little loss in quality. Each change is a small diff of the engine; this chapter
-# shows each one, tests the paper's claims on data with a known density, measures them on CIFAR-10, and sets
-# the paper's ablation beside them.
+# steps instead of thousands. Each change is a small diff of the engine, shown, tested on data with a known density
+# and measured on CIFAR-10.
 #
 # [![Open In Colab](../book/images/colab-badge.svg)](https://colab.research.google.com/github/lt-diffusion/lt-diffusion/blob/main/notebooks/02_improved_ddpm.ipynb)
 #
@@ -116,7 +115,7 @@ for T in (4000, 1000):
 # %%
 u = np.arange(1, 4001) / 4000
 ab = {name: GaussianDiffusion(get_named_beta_schedule(name, 4000)).alphas_cumprod for name in ("linear", "cosine")}
-fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.0))
 plotting.curves(u, ab, xlabel="t / T", ylabel="alpha_bar_t", ax=left, title="Signal fraction, T = 4000")
 plotting.curves(u, {k: np.log(v / (1 - v)) for k, v in ab.items()}, xlabel="t / T", ylabel="log SNR(t)", ax=right,
                 title="Log signal-to-noise ratio, T = 4000");
@@ -158,7 +157,7 @@ for T in P.variance_T:
         # t = 1 has beta_tilde = 0 (log clipped in the code); the ratio is drawn from t = 2 on
         ratio[f"{name}, T={T}"] = (np.arange(2, T + 1) / T, d.posterior_variance[1:] / d.betas[1:])
 plotting.curves(None, ratio, xlabel="t / T", ylabel="beta_tilde_t / beta_t", logx=True,
-                title="Posterior variance over forward variance");
+                title="Posterior variance over forward variance", ax=plt.subplots(figsize=(6.4, 3.0))[1]);
 
 # %% [markdown]
 # Yet those first steps carry most of the variational bound (section 7), so the choice matters for the likelihood.
@@ -224,10 +223,9 @@ print(inspect.getsource(LossSecondMomentResampler.weights))
 # $$ (iddpm-respacing)
 #
 # The learned $\Sigma_\theta$ of {eq}`iddpm-learned-var` is then interpolated between the *respaced* $\beta^S$ and
-# $\tilde\beta^S$, so it adapts to the larger jumps, while a fixed choice keeps one of the two extremes whether it
-# fits or not. The paper's Figure 8 finds the learned variance close to its best quality down to about 100 steps,
-# where a fixed variance with $\mathcal{L}_\text{simple}$ degrades sharply, and DDIM {cite}`song2021ddim` (chapter 1)
-# best at the fewest steps.
+# $\tilde\beta^S$, so it adapts to the larger jumps, while a fixed choice keeps one extreme. The paper's Figure 8
+# finds the learned variance near its best quality down to about 100 steps, a fixed one with
+# $\mathcal{L}_\text{simple}$ degrading sharply, and DDIM {cite}`song2021ddim` best at the fewest steps.
 #
 # ## 5. Lab: which objective buys likelihood, and what a learned variance does at few steps
 #
