@@ -192,6 +192,7 @@ def test_frechet_distance_matches_pytorch_fid(feats):
         fid_from_stats(m1, s1, m2[:10], s2)
 
 
+@pytest.mark.slow   # Inception features of 2 x 100 images on CPU (~35 s)
 def test_fid_end_to_end_matches_pytorch_fid_paths(cifar, feats):
     """FID of two PNG folders (12 + 12 images) equals pytorch-fid's calculate_fid_given_paths.
 

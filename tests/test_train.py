@@ -21,6 +21,7 @@ from train_toys import StandInDiffusion, ToyData, cfg, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (conftest.py)
 
+@pytest.mark.slow   # an integration run: trains a tiny UNet until its loss falls (~20 s)
 def test_tiny_unet_learns_toy_set():
     diffusion = StandInDiffusion()
     trainer = Trainer(tiny_model(), diffusion, ToyData(batch_size=32), cfg(steps=300, batch_size=32, lr=2e-3, log_every=50,
