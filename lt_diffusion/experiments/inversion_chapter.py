@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lt_diffusion import classify, inversion, longtail
+from lt_diffusion.data import to_model_range
 
 from .build import build_diffusion, load_data, make_sampler
 from .evaluate import classifier_accuracy
@@ -28,10 +29,6 @@ __all__ = ["SHORT", "LT_ARMS", "sampling_kwargs", "pretrain", "class_grid", "inv
 
 #: short column labels of narrow image grids
 SHORT = {"airplane": "plane", "automobile": "car"}
-
-
-def _to_pm1(u8: torch.Tensor) -> torch.Tensor:
-    return u8.float().div(127.5).sub(1)
 
 
 def sampling_kwargs(P, device=None) -> Dict:
@@ -109,11 +106,11 @@ def samples_from_vectors(P, G, scarce, emb: torch.Tensor, rec_idx: torch.Tensor,
            "from c_i (seed 2)": draw(inv_sampler, emb[rec_idx], seed + 21),
            "from c_i, ∅ = null row": draw(null_sampler, emb[rec_idx], seed + 20),
            "from class vector": draw(cls_sampler, scarce.labels[rec_idx], seed + 20)}
-    originals = _to_pm1(scarce.images[rec_idx])
-    lp = {k: lpips_distance(originals, _to_pm1(v), device=device) for k, v in rec.items()}
+    originals = to_model_range(scarce.images[rec_idx])
+    lp = {k: lpips_distance(originals, to_model_range(v), device=device) for k, v in rec.items()}
     rows = [{"sampler": k, "LPIPS to original": float(v.mean()),
              "closer than class vector": float((v < lp["from class vector"]).float().mean())} for k, v in lp.items()]
-    between = lpips_distance(_to_pm1(rec["from c_i"]), _to_pm1(rec["from c_i (seed 2)"]), device=device)
+    between = lpips_distance(to_model_range(rec["from c_i"]), to_model_range(rec["from c_i (seed 2)"]), device=device)
     rows.append({"sampler": "c_i seed 1 vs seed 2 (variation)", "LPIPS to original": float(between.mean()),
                  "closer than class vector": float("nan")})
     return rec, rows, inv_sampler
@@ -127,15 +124,15 @@ def lambda_sweep(P, inv_sampler, scarce, emb: torch.Tensor, rec_idx: torch.Tenso
     from lt_diffusion.sampling import generate
 
     n = len(rec_idx)
-    originals = _to_pm1(scarce.images[rec_idx])
+    originals = to_model_range(scarce.images[rec_idx])
     samples, rows = {}, []
     for lam in P.lambda_grid:
         conds = inversion.perturb(emb[rec_idx], lam, torch.Generator().manual_seed(seed + 30))   # the same ξ each λ
         v = base if lam == 0 else generate(inv_sampler, n, min(P.eval.batch_size, n), labels=conds, seed=seed + 20,
                                            progress=False, device=device)
         samples[lam] = v
-        rows.append({"λ": lam, "LPIPS to original": float(lpips_distance(originals, _to_pm1(v), device=device).mean()),
-                     "LPIPS to λ=0 sample": float(lpips_distance(_to_pm1(base), _to_pm1(v), device=device).mean())})
+        rows.append({"λ": lam, "LPIPS to original": float(lpips_distance(originals, to_model_range(v), device=device).mean()),
+                     "LPIPS to λ=0 sample": float(lpips_distance(to_model_range(base), to_model_range(v), device=device).mean())})
     return samples, rows
 
 
