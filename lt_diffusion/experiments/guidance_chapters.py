@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .build import _null_label_of   # the null label of a class-conditional model (its num_classes)
+
 __all__ = ["source_without_docstring", "adm_ablation", "guidance_form_shifts", "classifier_guidance_sweep", "guidance_grids",
            "cfg_by_hand_check", "toy_tilted_rows", "toy_guided_draws", "cfg_forward_check", "cfg_sweep",
            "cfg_classifier_sweep", "guidance_cost_rows"]
@@ -22,12 +24,6 @@ __all__ = ["source_without_docstring", "adm_ablation", "guidance_form_shifts", "
 # --------------------------------------------------------------------------------------------------
 # both chapters
 # --------------------------------------------------------------------------------------------------
-def _null_label_of(model) -> int:
-    from .build import _null_label_of as null_label
-
-    return int(null_label(model))
-
-
 def source_without_docstring(fn) -> str:
     """The source of function ``fn`` without its docstring, for a chapter that prints the code of its paper and
     explains it in its own prose."""
