@@ -431,23 +431,30 @@ def _evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- cost
-# Chapters that train some arms once per seed of their preset (``P.seeds``) and read CHECKPOINT_DIR/seed<s>/<arm>:
-# chapter 06 trains baseline and CBDM at every seed, its ablations at the first.
-PER_SEED_ARMS = {"cbdm": ("baseline", "cbdm")}
+
+
+def _per_seed_arms() -> Dict[str, Sequence[str]]:
+    """Chapters that train some arms once per seed of their preset (``P.seeds``) and read
+    CHECKPOINT_DIR/seed<s>/<arm>: {chapter: the arms trained at every seed} (chapter 06: its ablations at the
+    first seed only)."""
+    from lt_diffusion.experiments.loss_hook_chapters import EVERY_SEED_ARMS
+
+    return {"cbdm": EVERY_SEED_ARMS}
 
 
 def reproduce_commands(chapter: str, scale: str = "paper", nproc: int = 8) -> List[str]:
     """The commands that reproduce ``chapter`` at ``scale``: train its arms (once per seed for a chapter of
-    :data:`PER_SEED_ARMS`), then run the notebook on them."""
+    :func:`_per_seed_arms`), then run the notebook on them."""
     from lt_diffusion.presets import get_preset
 
     train = f"torchrun --nproc_per_node {nproc} -m lt_diffusion train {chapter}"
     notebook = (f"papermill notebooks/{NOTEBOOKS[chapter]}.ipynb out.ipynb -p SCALE {scale} -p CHECKPOINT_DIR "
                 f"runs/{chapter}")
-    if chapter not in PER_SEED_ARMS:
+    per_seed = _per_seed_arms()
+    if chapter not in per_seed:
         return [f"{train} --scale {scale} --out runs/{chapter}", notebook]
     seeds = get_preset(chapter, scale).seeds
-    arms = "".join(f" --arm {a}" for a in PER_SEED_ARMS[chapter])
+    arms = "".join(f" --arm {a}" for a in per_seed[chapter])
     return ([f"{train} --scale {scale} --seed {seeds[0]} --out runs/{chapter}/seed{seeds[0]}"]
             + [f"{train}{arms} --scale {scale} --seed {s} --out runs/{chapter}/seed{s}" for s in seeds[1:]]
             + [notebook])

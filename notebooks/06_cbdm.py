@@ -226,8 +226,8 @@ print(lab.summary)
 train_lt = load_data(BASE.data)   # CIFAR-10-LT (smoke: the same protocol with a smaller largest class)
 counts = train_lt.class_counts()
 groups = longtail.class_groups(counts, P.n_head, P.n_tail)
-runs = [(k, s) for k in ("baseline", "cbdm") for s in SEEDS] + [(k, SEEDS[0]) for k in P.arms
-                                                                 if k not in ("baseline", "cbdm")]
+runs = [(k, s) for k in ch.EVERY_SEED_ARMS for s in SEEDS] + [(k, SEEDS[0]) for k in P.arms
+                                                                if k not in ch.EVERY_SEED_ARMS]
 models, histories = {}, {}   # keyed by (arm label, seed)
 with provenance.Stopwatch() as timer:
     for key, seed in runs:

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["arm_diff", "loss_terms_check", "p2_weight_table", "p2_stage_table", "p2_residual_table",
+__all__ = ["EVERY_SEED_ARMS", "arm_diff", "loss_terms_check", "p2_weight_table", "p2_stage_table", "p2_residual_table",
            "seed_dir", "cbdm_recipe_table", "cbdm_score_main", "cbdm_group_rows", "cbdm_sweep",
            "cbdm_single_seed_rows"]
 
@@ -155,6 +155,11 @@ def p2_residual_table(gammas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 3.0), last:
 # --------------------------------------------------------------------------------------------------
 # chapter 06: CBDM on CIFAR-10-LT (evaluation loops)
 # --------------------------------------------------------------------------------------------------
+#: chapter 06's arms trained at every seed of its preset (the other arms at the first seed only); the
+#: reproduction commands of `lt-diffusion` read this too
+EVERY_SEED_ARMS = ("baseline", "cbdm")
+
+
 def seed_dir(checkpoint_dir, seed: int):
     """Chapter 06's saved runs: one ``lt-diffusion train`` folder per seed, ``<checkpoint_dir>/seed<seed>``
     (``None`` when ``checkpoint_dir`` is ``None``: train here)."""
