@@ -104,3 +104,27 @@ def test_cache_keys_follow_name_seeds_and_config():
     assert k == cache_key("lab-p2", [0, 1, 2], {"a": 1})
     assert k != cache_key("lab-p2", [0, 1, 3], {"a": 1}) != cache_key("lab-p2", [0, 1, 2], {"a": 2})
     assert k.startswith("lab-p2-")
+
+
+def test_arms_trained_in_worker_processes_equal_the_arms_trained_here(tmp_path, monkeypatch):
+    """train_arms' side-by-side processes change the wall time, not one bit of the networks."""
+    from lt_diffusion.lab.engine import lab_workers, train_arms
+
+    monkeypatch.setenv("LT_DIFFUSION_LAB_CACHE", "0")   # nothing read back: both paths train
+    world = longtail_world()
+    small = LabRecipe(hidden=16, depth=1, emb_dim=8, steps=12, batch_size=16, warmup_steps=2)
+    recipes = [small, small.replace(p2_gamma=1.0), small.replace(cbdm_tau=1.0), small]
+    here = train_arms(recipes, world, [0, 1, 2], workers=1)
+    apart = train_arms(recipes, world, [0, 1, 2], workers=2)
+    for a, b in zip(here, apart):
+        assert a.recipe == b.recipe and a.history[-1]["loss"] == b.history[-1]["loss"]
+        for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+            assert torch.equal(x, y), name
+    assert not torch.equal(here[0].model.weights[0], here[1].model.weights[0])   # the arms differ
+    assert torch.equal(here[0].model.weights[0], here[3].model.weights[0])       # a repeated recipe trains once
+    monkeypatch.setenv("LT_DIFFUSION_LAB_WORKERS", "3")
+    assert lab_workers() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv("LT_DIFFUSION_LAB_WORKERS", bad)
+        with pytest.raises(ValueError, match="LT_DIFFUSION_LAB_WORKERS"):
+            lab_workers()

@@ -17,14 +17,13 @@ Every figure is ``{"mean", "spread" (max - min over seeds), "seeds"}``.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import torch
 
 from ..guidance import cfg_model_fn, classifier_cond_fn
-from .common import BASE_RECIPE, UNCOND_RECIPE, DEFAULT_SEEDS, Timer, baseline, draw, lab_world, single_thread
+from .common import BASE_RECIPE, UNCOND_RECIPE, DEFAULT_SEEDS, Timer, baseline, cpu_seconds, draw, lab_world, single_thread
 from .evaluate import balanced_labels, group_values, reference_set, score_samples
 
 __all__ = ["run_benchmark", "benchmark_table", "plot_benchmark", "CLASSIFIER_SCALE", "CFG_W", "MINORITY_SCALE"]
@@ -84,14 +83,14 @@ def run_benchmark(seeds: Sequence[int] = DEFAULT_SEEDS) -> Dict[str, Any]:
     from .adm import noisy_classifiers
     from .cbdm import ARMS as CBDM_ARMS
     from .common import lab_provenance
-    from .engine import train_denoisers
+    from .engine import train_arms
     from .minority import LEVELS, minority_classifiers
     from .registry import run_lab
 
     seeds = [int(s) for s in seeds]
     with single_thread():
         timer = Timer()
-        cpu = time.process_time()
+        cpu = cpu_seconds()
         world = lab_world()
         base = baseline(seeds)
         rows: List[Dict[str, Any]] = [
@@ -101,9 +100,10 @@ def run_benchmark(seeds: Sequence[int] = DEFAULT_SEEDS) -> Dict[str, Any]:
             _conditional_row("CFG", "cfg", f"w = {CFG_W:g}, p_uncond = 0.1",
                              cfg_model_fn(base.model, CFG_W, null_label=world.num_classes), BASE_RECIPE, seeds),
         ]
-        for name, chapter, setting in (("P2", "p2", "gamma = 1, k = 1"), ("CBDM", "cbdm", "tau = 1, y' uniform"),
-                                       ("CBDM + P2", "cbdm", "tau = 1, gamma = 1")):
-            te = train_denoisers(CBDM_ARMS[name], world, seeds)
+        arms = (("P2", "p2", "gamma = 1, k = 1"), ("CBDM", "cbdm", "tau = 1, y' uniform"),
+                ("CBDM + P2", "cbdm", "tau = 1, gamma = 1"))
+        trained = train_arms([CBDM_ARMS[name] for name, _, _ in arms], world, seeds)
+        for (name, chapter, setting), te in zip(arms, trained):
             rows.append(_conditional_row(name, chapter, setting, te.model, CBDM_ARMS[name], seeds))
         te_u, level_clf, _, _ = minority_classifiers(seeds)
         rows.append(_unconditional_row("unconditional baseline", "minority_guidance", "no guidance", te_u.model,
@@ -120,7 +120,7 @@ def run_benchmark(seeds: Sequence[int] = DEFAULT_SEEDS) -> Dict[str, Any]:
                          "balanced_accuracy_tail": _fig(inv[key]["tail"])})
         wall = timer.elapsed
         prov = lab_provenance(seeds, wall, {"lab": "longtail_benchmark",
-                                            "cpu_s": round(time.process_time() - cpu, 1)})
+                                            "cpu_s": round(cpu_seconds() - cpu, 1)})
     return {"title": "The long-tail benchmark on the lab world", "seeds": seeds, "rows": rows,
             "wall_s": round(wall, 1), "provenance": prov}
 

@@ -19,7 +19,7 @@ from typing import Sequence
 from ..guidance import cfg_model_fn
 from ..toy2d import ExactEpsModel
 from .common import BASE_RECIPE, Timer, draw, lab_world
-from .engine import make_diffusion, train_denoisers
+from .engine import make_diffusion, train_arms
 from .evaluate import balanced_labels, group_values, score_samples
 from .result import LabResult, claim
 
@@ -62,7 +62,8 @@ def run(seeds: Sequence[int]) -> LabResult:
     world = lab_world()
     seeds = list(seeds)
     fig = {"ws": list(WS), "p_uncond": list(P_UNCOND)}
-    sweeps = {p: _sweep(train_denoisers(cfg_recipe(p), world, seeds).model, world, seeds) for p in P_UNCOND}
+    trained = train_arms([cfg_recipe(p) for p in P_UNCOND], world, seeds)
+    sweeps = {p: _sweep(te.model, world, seeds) for p, te in zip(P_UNCOND, trained)}
     exact = _sweep(ExactEpsModel(world.mixture, make_diffusion(BASE_RECIPE).alphas_cumprod, 1.0), world, seeds, True)
     fig["cfg"] = {str(p): v for p, v in sweeps.items()}
     fig["cfg_exact"] = exact

@@ -31,7 +31,7 @@ from .engine import LabRecipe, TrainedEnsemble, make_diffusion, sample, train_de
 from .world import LabWorld, longtail_world
 
 __all__ = ["DEFAULT_SEEDS", "BASE_RECIPE", "UNCOND_RECIPE", "SAMPLE_STEPS", "lab_world", "baseline", "sampling_diffusion", "draw",
-           "single_thread", "Timer", "lab_provenance", "t_grid"]
+           "single_thread", "cpu_seconds", "Timer", "lab_provenance", "t_grid"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 BASE_RECIPE = LabRecipe(sigma_small=True, steps=2000, batch_size=256, lr=4e-3)
@@ -94,6 +94,15 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and by its finished child processes (the workers of
+    :func:`lt_diffusion.lab.engine.train_arms`)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class Timer:
     """Wall-clock seconds since creation."""
 
@@ -106,9 +115,11 @@ class Timer:
 
 
 def lab_provenance(seeds: Sequence[int], wall_s: float, extra: Optional[Dict] = None) -> Dict:
-    """:func:`lt_diffusion.provenance.record` for a lab (scale ``"lab"``), with the source hash and thread count."""
+    """:func:`lt_diffusion.provenance.record` for a lab (scale ``"lab"``), with the source hash, the thread count
+    per process and the processes that may train arms side by side."""
     from ..provenance import record
     from .cache import source_hash
+    from .engine import lab_workers
 
-    return record("lab", list(seeds), wall_s, {"torch_threads": torch.get_num_threads(),
+    return record("lab", list(seeds), wall_s, {"torch_threads": torch.get_num_threads(), "processes": lab_workers(),
                                                 "lab_source": source_hash(), **(extra or {})})

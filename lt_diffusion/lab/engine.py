@@ -10,11 +10,13 @@ Nothing here re-implements a loss, a sampler or a guidance rule.
 Seeds are trained together: an :class:`~lt_diffusion.lab.denoiser.EnsembleMLP` with one member per seed,
 each member on its own training set (drawn from its seed) and its own batches. Two arms trained on the same
 seeds start from the same weights and see the same batches (common random numbers), so the difference
-between arms is the arm's.
+between arms is the arm's. Arms are independent networks: :func:`train_arms` trains a lab's arms side by side,
+one process per core, each run exactly the run :func:`train_denoisers` makes alone.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -28,7 +30,7 @@ from .denoiser import EnsembleMLP, deinterleave, interleave
 from .world import LabWorld
 
 __all__ = ["LabRecipe", "make_diffusion", "MemberBatches", "TrainedEnsemble", "train_denoisers",
-           "train_classifiers", "sample", "DEFAULT_RECIPE"]
+           "train_arms", "lab_workers", "train_classifiers", "sample", "DEFAULT_RECIPE"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,44 @@ def _as_float_data(world: LabWorld, data):
     return [(world.to_model_range(x) if x.dtype == torch.uint8 else x.float(), y.long()) for x, y in data]
 
 
+def _denoiser_key(recipe: LabRecipe, world: LabWorld, seeds: Sequence[int], data_tag: Optional[str]) -> str:
+    from . import cache
+
+    return cache.cache_key("denoiser", seeds, {"recipe": dataclasses.asdict(recipe), "world": world.spec,
+                                              "data": data_tag or "training_set"})
+
+
+def _fit_denoisers(recipe: LabRecipe, world: LabWorld, seeds: List[int],
+                   data: Optional[Sequence[Tuple[torch.Tensor, torch.Tensor]]] = None) -> Dict[str, object]:
+    """Train ``recipe``'s ensemble (no cache); returns ``{"state": EMA state dict, "history", "wall_s"}``."""
+    from ..train import TrainConfig, Trainer
+
+    if data is None:
+        data = [world.training_set(s) for s in seeds]
+    data = _as_float_data(world, data)
+    model = _new_denoiser(recipe, world, seeds)
+    config = TrainConfig(steps=recipe.steps, batch_size=recipe.batch_size * len(seeds), lr=recipe.lr,
+                         warmup_steps=recipe.warmup_steps, lr_schedule="cosine", lr_floor=recipe.lr_floor,
+                         ema_rate=recipe.ema_rate, ema_warmup=True, p_uncond=recipe.p_uncond if recipe.conditional
+                         else 0.0, uncond_mode=recipe.uncond_mode, schedule_sampler=recipe.schedule_sampler,
+                         random_flip=False, amp=False, channels_last=False, seed=_trainer_seed(seeds),
+                         log_every=max(1, recipe.steps // 20), num_classes=world.num_classes if recipe.conditional
+                         else None, device="cpu", progress=False)
+    start = time.perf_counter()
+    trainer = Trainer(model, make_diffusion(recipe, class_counts=world.counts),
+                      MemberBatches(data, recipe.batch_size, seeds), config)
+    history = trainer.run()
+    wall = time.perf_counter() - start
+    return {"state": trainer.ema_model.state_dict(), "history": history, "wall_s": wall}
+
+
+def _ensemble(recipe: LabRecipe, world: LabWorld, seeds: List[int], fitted: Dict[str, object]) -> TrainedEnsemble:
+    model = _new_denoiser(recipe, world, seeds)
+    model.load_state_dict(fitted["state"])
+    return TrainedEnsemble(model.eval().requires_grad_(False), make_diffusion(recipe, class_counts=world.counts),
+                           recipe, seeds, list(fitted["history"]), float(fitted["wall_s"]))
+
+
 def train_denoisers(recipe: LabRecipe, world: LabWorld, seeds: Sequence[int],
                     data: Optional[Sequence[Tuple[torch.Tensor, torch.Tensor]]] = None,
                     data_tag: Optional[str] = None) -> TrainedEnsemble:
@@ -169,41 +209,87 @@ def train_denoisers(recipe: LabRecipe, world: LabWorld, seeds: Sequence[int],
     Returns a :class:`TrainedEnsemble` whose model is the EMA network (read back from the cache when this recipe
     has been trained on these seeds and data with the same source before).
     """
-    from ..train import TrainConfig, Trainer
     from . import cache
 
     seeds = [int(s) for s in seeds]
-    diffusion = make_diffusion(recipe, class_counts=world.counts)
-    key = None
-    if data is None or data_tag is not None:
-        key = cache.cache_key("denoiser", seeds, {"recipe": dataclasses.asdict(recipe), "world": world.spec,
-                                                  "data": data_tag or "training_set"})
+    key = _denoiser_key(recipe, world, seeds, data_tag) if data is None or data_tag is not None else None
+    fitted = cache.load_state(key) if key is not None else None
+    if fitted is None:
+        fitted = _fit_denoisers(recipe, world, seeds, data)
+        if key is not None:
+            cache.save_state(key, fitted)
+    return _ensemble(recipe, world, seeds, fitted)
+
+
+WORKERS_ENV = "LT_DIFFUSION_LAB_WORKERS"
+
+
+def lab_workers() -> int:
+    """How many processes :func:`train_arms` may use: ``LT_DIFFUSION_LAB_WORKERS`` when set, else the number of
+    CPUs this process may run on."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{WORKERS_ENV}={raw!r}: set it to a whole number of processes >= 1 (or unset it to use "
+                             f"every CPU)")
+        return int(raw)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:   # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _fit_in_worker(recipe: LabRecipe, world: LabWorld, seeds: List[int]) -> Dict[str, object]:
+    torch.set_num_threads(1)   # one thread per process, as in the parent (the numbers do not depend on where)
+    return _fit_denoisers(recipe, world, seeds)
+
+
+def _relative_cost(recipe: LabRecipe) -> float:
+    """Rough training cost, to start the longest runs first (CBDM's regulariser is a second forward pass)."""
+    return recipe.steps * recipe.batch_size * (2.0 if recipe.cbdm_tau > 0 else 1.0) * (recipe.hidden / 128) ** 2
+
+
+def train_arms(recipes: Sequence[LabRecipe], world: LabWorld, seeds: Sequence[int],
+               workers: Optional[int] = None) -> List[TrainedEnsemble]:
+    """:func:`train_denoisers` for several recipes on the training sets of ``seeds``, the uncached ones trained
+    side by side in up to ``workers`` processes (default :func:`lab_workers`), each on one thread.
+
+    A lab's arms are independent networks, so on a machine with several cores they train at once; every run is
+    the run :func:`train_denoisers` makes in this process (same seeds, same single-threaded arithmetic), so the
+    numbers do not depend on ``workers``. Returns one :class:`TrainedEnsemble` per recipe, in order.
+    """
+    from . import cache
+
+    seeds = [int(s) for s in seeds]
+    recipes = list(recipes)
+    keys = [_denoiser_key(r, world, seeds, None) for r in recipes]
+    fitted: Dict[str, Dict[str, object]] = {}
+    todo: Dict[str, LabRecipe] = {}
+    for key, recipe in zip(keys, recipes):
+        if key in fitted or key in todo:
+            continue
         hit = cache.load_state(key)
         if hit is not None:
-            model = _new_denoiser(recipe, world, seeds)
-            model.load_state_dict(hit["state"])
-            return TrainedEnsemble(model.eval().requires_grad_(False), diffusion, recipe, seeds,
-                                   list(hit["history"]), float(hit["wall_s"]))
-    if data is None:
-        data = [world.training_set(s) for s in seeds]
-    data = _as_float_data(world, data)
-    model = _new_denoiser(recipe, world, seeds)
-    config = TrainConfig(steps=recipe.steps, batch_size=recipe.batch_size * len(seeds), lr=recipe.lr,
-                         warmup_steps=recipe.warmup_steps, lr_schedule="cosine", lr_floor=recipe.lr_floor,
-                         ema_rate=recipe.ema_rate, ema_warmup=True, p_uncond=recipe.p_uncond if recipe.conditional
-                         else 0.0, uncond_mode=recipe.uncond_mode, schedule_sampler=recipe.schedule_sampler,
-                         random_flip=False, amp=False, channels_last=False, seed=_trainer_seed(seeds),
-                         log_every=max(1, recipe.steps // 20), num_classes=world.num_classes if recipe.conditional
-                         else None, device="cpu", progress=False)
-    batches = MemberBatches(data, recipe.batch_size, seeds)
-    start = time.perf_counter()
-    trainer = Trainer(model, diffusion, batches, config)
-    history = trainer.run()
-    wall = time.perf_counter() - start
-    ema = trainer.ema_model.eval().requires_grad_(False)
-    if key is not None:
-        cache.save_state(key, {"state": ema.state_dict(), "history": history, "wall_s": wall})
-    return TrainedEnsemble(ema, diffusion, recipe, seeds, history, wall)
+            fitted[key] = hit
+        else:
+            todo[key] = recipe
+    workers = min(len(todo), lab_workers() if workers is None else int(workers))
+    order = sorted(todo, key=lambda k: -_relative_cost(todo[k]))
+    if workers <= 1:
+        for key in order:
+            fitted[key] = _fit_denoisers(todo[key], world, seeds)
+            cache.save_state(key, fitted[key])
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # "spawn": a fresh interpreter per worker (forking a process that has run torch's thread pools can hang)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {key: pool.submit(_fit_in_worker, todo[key], world, seeds) for key in order}
+            for key in order:
+                fitted[key] = futures[key].result()
+                cache.save_state(key, fitted[key])
+    return [_ensemble(r, world, seeds, fitted[k]) for r, k in zip(recipes, keys)]
 
 
 def train_classifiers(world: LabWorld, seeds: Sequence[int], diffusion, *, num_labels: int,

@@ -24,7 +24,7 @@ import torch
 
 from . import metrics
 from .common import UNCOND_RECIPE, Timer, lab_world
-from .engine import make_diffusion, sample, train_denoisers
+from .engine import make_diffusion, sample, train_arms
 from .evaluate import reference_set
 from .result import LabResult, claim
 from .world import quantize
@@ -54,7 +54,7 @@ def run(seeds: Sequence[int]) -> LabResult:
     world = lab_world()
     seeds = list(seeds)
     M = len(seeds)
-    trained = {name: train_denoisers(r, world, seeds) for name, r in RECIPES.items()}
+    trained = dict(zip(RECIPES, train_arms(RECIPES.values(), world, seeds)))
     nll = {}
     points = [_nll_points(world, s) for s in seeds]
     exact = [float(metrics.exact_nll_bits_per_dim(world, p).mean()) for p in points]

@@ -18,7 +18,7 @@ import numpy as np
 from ..weighting import snr
 from . import metrics
 from .common import BASE_RECIPE, Timer, draw, lab_world, t_grid
-from .engine import train_denoisers
+from .engine import train_arms
 from .evaluate import balanced_labels, group_values, score_samples
 from .result import LabResult, claim
 
@@ -48,8 +48,7 @@ def run(seeds: Sequence[int]) -> LabResult:
     ts = t_grid(1000, 12)
     fig = {"gammas": list(GAMMAS), "t": ts}
     err, band, sw, fid = {}, {}, {}, {}
-    for g in GAMMAS:
-        te = train_denoisers(p2_recipe(g), world, seeds)
+    for g, te in zip(GAMMAS, train_arms([p2_recipe(g) for g in GAMMAS], world, seeds)):
         band_t = content_band(te.diffusion.alphas_cumprod)
         err[g] = metrics.eps_error(te.model, te.diffusion, world, M, ts, 1000, seed=seeds[0]).tolist()
         band[g] = metrics.eps_error(te.model, te.diffusion, world, M, band_t, 1000, seed=seeds[0] + 1).mean(1).tolist()

@@ -7,11 +7,10 @@ of a chapter re-uses the run the test suite just made; ``refresh=True`` recomput
 from __future__ import annotations
 
 import importlib
-import time
 from typing import Callable, Dict, Sequence
 
 from . import cache
-from .common import DEFAULT_SEEDS, single_thread, lab_provenance
+from .common import DEFAULT_SEEDS, cpu_seconds, single_thread, lab_provenance
 from .result import LabResult
 
 __all__ = ["LABS", "run_lab", "load_committed"]
@@ -51,11 +50,11 @@ def run_lab(name: str, seeds: Sequence[int] = DEFAULT_SEEDS, refresh: bool = Fal
         if hit is not None:
             return LabResult.from_json(hit)
     with single_thread():
-        cpu = time.process_time()
+        cpu = cpu_seconds()
         result = run(seeds)
-        # one thread: the process's CPU time is about the wall time the lab takes on an otherwise idle machine
+        # one thread per process: the CPU time (workers included) is about the wall time of the lab on one core
         result.provenance = lab_provenance(seeds, result.wall_s, {"lab": name,
-                                                                  "cpu_s": round(time.process_time() - cpu, 1)})
+                                                                  "cpu_s": round(cpu_seconds() - cpu, 1)})
     cache.save_json(key, result.to_json())
     return result
 
