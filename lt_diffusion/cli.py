@@ -4,7 +4,7 @@ a sample file, and print what the ``paper`` presets cost.
 ::
 
     lt-diffusion train CHAPTER [--arm NAME ...] --scale {smoke,book,paper} --out DIR [--steps N] [--resume]
-                               [--seed S] [--ckpt-every K] [--device DEV]
+                               [--seed S] [--ckpt-every K] [--microbatch M] [--device DEV]
     lt-diffusion sample CKPT_OR_ARM_DIR --num N --steps S --out FILE.npz [--guidance-scale W] [--classes C ...]
                                         [--method {ancestral,ddim}] [--batch-size B] [--seed S]
     lt-diffusion evaluate SAMPLES.npz --ref {cifar10-train,cifar10-lt} [--ref-per-class M] [--out FILE.json]
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ["main", "CLIError", "NOTEBOOKS", "cost_table_rows", "cost_table_markdown", "reproduce_commands",
-           "commands_markdown", "memory_rows", "memory_table_markdown", "render_running_page", "update_running_page",
+           "commands_markdown", "render_running_page", "update_running_page",
            "evaluate_samples"]
 
 #: The notebook of each chapter key, for the reproduction commands.
@@ -148,6 +148,13 @@ def _train(args) -> int:
         raise CLIError(f"--ckpt-every must be >= 0, got {args.ckpt_every}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.microbatch is not None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        for name in names:
+            local = preset.arms[name].train.batch_size // world
+            if args.microbatch < 1 or local % args.microbatch:
+                raise CLIError(f"--microbatch {args.microbatch} does not divide arm {name!r}'s batch per process "
+                               f"({local}); choose a divisor of {local}")
     out = Path(args.out)
     if out.is_file():
         raise CLIError(f"--out {out} is a file; give a folder")
@@ -205,11 +212,13 @@ def _train(args) -> int:
 
         folder.mkdir(parents=True, exist_ok=True)
         run = train_model(arm, seed=args.seed, device=device, progress=True, ckpt_dir=str(folder),
-                          resume=ckpt is not None, ckpt_every=every, every=every or None, on_chunk=write_card)
+                          resume=ckpt is not None, ckpt_every=every, every=every or None, on_chunk=write_card,
+                          microbatch=args.microbatch)
         write_card(run.trainer, done=True)
         last = run.trainer.history[-1] if run.trainer.history else {}
         _say(f"{args.chapter}/{name}: step {run.trainer.step}, loss {last.get('loss', float('nan')):.4f}, "
-             f"precision {run.trainer.precision}, {time.perf_counter() - start:.1f} s -> {folder / MODEL_CARD}")
+             f"precision {run.trainer.precision}, micro-batch {run.trainer.config.microbatch or 'none'}, "
+             f"{time.perf_counter() - start:.1f} s -> {folder / MODEL_CARD}")
     _finish_distributed()
     return 0
 
@@ -480,7 +489,10 @@ def _fill(text: str, marker: str, content: str) -> str:
 
 def render_running_page(text: str) -> str:
     """``text`` (book/running.md) with its generated blocks (commands, cost table, memory table) filled in from
-    :func:`commands_markdown`, :func:`cost_table_markdown` and :func:`memory_table_markdown`."""
+    :func:`commands_markdown`, :func:`cost_table_markdown` and
+    :func:`lt_diffusion.experiments.memory.memory_table_markdown`."""
+    from lt_diffusion.experiments.memory import memory_table_markdown
+
     text = _fill(text, "commands", commands_markdown("paper"))
     text = _fill(text, "cost-table", cost_table_markdown("paper"))
     return _fill(text, "memory-table", memory_table_markdown("book"))
@@ -527,85 +539,6 @@ def cost_table_markdown(scale: str = "paper") -> str:
     return "\n".join(lines)
 
 
-def _saved_activation_bytes(arm, batch: int = 2) -> int:
-    """Bytes of the distinct tensors one training forward pass of ``arm`` keeps for its backward pass, at ``batch``
-    images in float32 on the CPU (``torch.autograd.graph.saved_tensors_hooks``; shared storages counted once)."""
-    import torch
-
-    from lt_diffusion.experiments.build import build_model
-    from lt_diffusion.experiments.training import build_objective
-
-    class _Counts:  # CBDM's y' distribution: CIFAR-10-LT's class counts
-        @staticmethod
-        def class_counts():
-            from lt_diffusion.data import lt_class_counts
-            return lt_class_counts(5000, 10, LT_IMB_FACTOR)
-
-    model = build_model(arm)
-    model.train()
-    objective = build_objective(arm, _Counts())
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1
-    classes = arm.train.num_classes if arm.train.num_classes is not None else getattr(arm.model, "num_classes",
-                                                                                        None)
-    kwargs = {} if classes is None else {"y": torch.arange(batch) % classes}
-    steps = getattr(objective, "num_timesteps", 1)
-    t = torch.arange(batch) * max(1, steps // batch) % steps
-    seen: Dict[int, int] = {}
-
-    def pack(tensor):
-        if tensor.device.type != "meta":
-            storage = tensor.untyped_storage()
-            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        objective.training_losses(model, x, t, model_kwargs=kwargs)["loss"].mean()
-    return sum(n for ptr, n in seen.items() if ptr not in params)
-
-
-def memory_rows(scale: str = "book") -> List[Dict[str, Any]]:
-    """An estimate of the GPU memory each chapter's training needs at ``scale``, per chapter its largest arm: the
-    weights, gradients, AdamW's two moments and the EMA copy in float32 (20 bytes per parameter), plus the tensors a
-    float32 forward pass keeps for the backward pass, counted at batch 2 on the CPU and scaled to the arm's batch
-    (mixed precision keeps many of them in 16 bits, so this errs high). Not a measurement on a GPU: allocator
-    caching, cuDNN workspaces and ``torch.compile`` add to it."""
-    from lt_diffusion.experiments.build import build_model
-    from lt_diffusion.presets import get_preset
-
-    import torch
-
-    rows, cache = [], {}
-    for chapter in NOTEBOOKS:
-        best = None
-        for name, arm in get_preset(chapter, scale).arms.items():
-            key = repr((arm.kind, arm.model, arm.diffusion, arm.train.num_classes))
-            if key not in cache:
-                with torch.device("meta"):
-                    params = sum(p.numel() for p in build_model(arm).parameters())
-                cache[key] = (params, _saved_activation_bytes(arm))
-            params, per_two = cache[key]
-            act = per_two * arm.train.batch_size / 2
-            total = 20 * params + act
-            if best is None or total > best["total_b"]:
-                best = {"chapter": chapter, "arm": name, "params_m": params / 1e6, "batch": arm.train.batch_size,
-                        "state_gb": 20 * params / 1e9, "activations_gb": act / 1e9, "total_b": total}
-        best["total_gb"] = best.pop("total_b") / 1e9
-        rows.append(best)
-    return rows
-
-
-def memory_table_markdown(scale: str = "book") -> str:
-    """:func:`memory_rows` as a Markdown table."""
-    lines = ["| chapter | largest arm | parameters (M) | batch | weights + Adam + EMA (GB) | activations, fp32 (GB) "
-             "| estimate (GB) |", "|---|---|---:|---:|---:|---:|---:|"]
-    for r in memory_rows(scale):
-        lines.append(f"| `{r['chapter']}` | `{r['arm']}` | {r['params_m']:.1f} | {r['batch']} | {r['state_gb']:.2f} | "
-                     f"{r['activations_gb']:.1f} | {r['total_gb']:.1f} |")
-    return "\n".join(lines)
-
-
 def _cost(args) -> int:
     if args.scale not in ("smoke", "book", "paper"):
         raise CLIError(f"unknown scale {args.scale!r}; choose one of smoke, book, paper")
@@ -634,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-every", type=int, metavar="K", help="a checkpoint every K steps (default: a tenth of the "
                    "run; a chapter that scores along training needs its own interval)")
+    p.add_argument("--microbatch", type=int, metavar="M", help="forward and backward M samples at a time, the "
+                   "gradients summed: the same update in less memory (default: on a GPU, the largest M whose "
+                   "estimated memory fits it; the whole batch when it fits)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.set_defaults(func=_train)
 

@@ -11,6 +11,9 @@ A step (as openai/improved-diffusion's ``TrainLoop.run_step``):
 4. ``loss = (losses["loss"] * weights).mean()``, backward, optional grad-norm clipping, AdamW
    (fused on CUDA) with linear warm-up, EMA of the weights (float32).
 
+With ``TrainConfig.microbatch`` steps 3-4 run per micro-batch (the gradients summed), after the whole batch's
+random draws, so a batch that does not fit in memory gives the update of the whole batch.
+
 Losses are summed on the device per quarter of the timestep range (Improved DDPM's ``loss_q0..q3``)
 and read back only every ``log_every`` steps, so a step never waits for the GPU.
 
@@ -27,7 +30,9 @@ trains on its shard of the global batch.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import math
 import os
 import pickle
@@ -113,6 +118,14 @@ class TrainConfig:
             :func:`lt_diffusion.models.compile_model`.
         seed: seeds the global torch RNG (+ rank under DDP), which draws t, noise, dropout, label drops.
         log_every: steps between history records (and the only GPU syncs of the loop).
+        microbatch: split each step's (per-process) batch into micro-batches of this many samples, with one
+            forward and backward pass each and the gradients summed, so the activations of only one micro-batch are
+            held at a time (improved-diffusion's ``--microbatch``); ``None``: the whole batch at once. The update is
+            the whole batch's: t, label drops and the noise are drawn for the whole batch before it is split, so
+            it equals the unsplit step up to floating-point summation order (an objective that draws more
+            randomness inside its forward pass, e.g. CBDM's y', draws it per micro-batch, from the same
+            distribution). Must divide the per-process batch. Models with batch statistics (BatchNorm) see
+            micro-batch statistics.
         ckpt_dir, ckpt_every: write ``ckpt_dir/ckpt_{step:07d}.pt`` every ``ckpt_every`` steps (0: never)
             and at the end of :meth:`Trainer.run` when ``ckpt_dir`` is set.
         num_classes: number of real classes (null label = num_classes); default from the model. When both are
@@ -147,6 +160,7 @@ class TrainConfig:
     compile_regional: bool = False
     seed: int = 0
     log_every: int = 100
+    microbatch: Optional[int] = None
     ckpt_dir: Optional[str] = None
     ckpt_every: int = 0
     num_classes: Optional[int] = None
@@ -175,6 +189,12 @@ class TrainConfig:
         _check_int("seed", self.seed, 0)
         if self.num_classes is not None:
             _check_int("num_classes", self.num_classes, 1)
+        if self.microbatch is not None:
+            _check_int("microbatch", self.microbatch, 1)
+            if self.batch_size % self.microbatch:
+                raise ValueError(f"TrainConfig.microbatch={self.microbatch} does not divide batch_size="
+                                 f"{self.batch_size}: choose a divisor (e.g. {_largest_divisor(self.batch_size, self.microbatch)}) "
+                                 f"or None for the whole batch at once")
         _check_real("lr", self.lr, 0.0, lo_open=True, hint="; typical values are 1e-5 to 1e-3")
         _check_real("weight_decay", self.weight_decay, 0.0)
         _check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True)
@@ -195,6 +215,11 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.data_range must be (low, high) with low < high, or None, "
                                  f"got {self.data_range!r}")
             object.__setattr__(self, "data_range", (float(lo_hi[0]), float(lo_hi[1])))
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is ``<= at_most`` (at least 1)."""
+    return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
 
 
 def warmup_cosine_lr(step: int, total: int, lr: float, warmup: int, floor: float = 1e-3) -> float:
@@ -610,6 +635,11 @@ class Trainer:
         if cfg.batch_size % self.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} not divisible by world size {self.world_size}")
         self.local_batch = cfg.batch_size // self.world_size
+        if cfg.microbatch is not None and self.local_batch % cfg.microbatch:
+            raise ValueError(f"TrainConfig.microbatch={cfg.microbatch} does not divide the batch of each of the "
+                             f"{self.world_size} processes ({self.local_batch}): choose a divisor of {self.local_batch}")
+        # micro-batches per step (1: the whole batch in one pass)
+        self.micro_chunks = 1 if cfg.microbatch is None else self.local_batch // cfg.microbatch
         self._batch_sizes = tuple(sorted({cfg.batch_size, self.local_batch}))
         loader_batch = getattr(data, "batch_size", None)
         if isinstance(loader_batch, Integral) and not isinstance(loader_batch, bool) \
@@ -670,6 +700,10 @@ class Trainer:
         self.num_timesteps = int(diffusion.num_timesteps)
         self.sampler = schedule_sampler if schedule_sampler is not None else _make_sampler(cfg.schedule_sampler,
                                                                                            diffusion)
+        try:
+            self._objective_takes_noise = "noise" in inspect.signature(diffusion.training_losses).parameters
+        except (TypeError, ValueError, AttributeError):
+            self._objective_takes_noise = False
         self.data = data
         self._data_iter = iter(data)
         self.step = 0
@@ -756,6 +790,57 @@ class Trainer:
                 self._acc[k] = torch.zeros(4, device=self.device, dtype=torch.float64)
             self._acc[k].index_add_(0, q, (v.detach() * weights).double())
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype or torch.bfloat16,
+                              enabled=self._autocast_dtype is not None)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _micro_steps(self, x: torch.Tensor, t: torch.Tensor, weights: torch.Tensor,
+                     kwargs: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """Forward and backward per micro-batch (``config.microbatch`` rows), the gradients summed into the whole
+        batch's. Returns the whole batch's per-sample losses ``{name: (B,)}`` and its mean loss (a device scalar).
+
+        The whole batch's label drops (already in ``kwargs``) and noise are drawn before the split, in the order an
+        unsplit step draws them, so the update is the unsplit one up to summation order.
+        """
+        B, n = x.shape[0], self.micro_chunks
+        size = B // n
+        draw = getattr(self.diffusion, "draw_batch", None)
+        noise = None
+        if draw is not None:              # DDP's GlobalBatchDiffusion: the global batch's drops and noise, our rows
+            kwargs, noise = draw(x, kwargs)
+        elif self._objective_takes_noise:  # GaussianDiffusion.training_losses' own draw, for the whole batch
+            noise = torch.randn(x.shape, device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+        no_sync = getattr(self.net, "no_sync", None) if self.world_size > 1 else None
+        parts: List[Dict[str, torch.Tensor]] = []
+        total = torch.zeros((), device=x.device)
+        for i in range(n):
+            rows = slice(i * size, (i + 1) * size)
+            kw = {k: v[rows] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == B else v
+                  for k, v in kwargs.items()}
+            # DDP: all-reduce the gradients once, in the last micro-batch's backward pass
+            sync = no_sync() if no_sync is not None and i < n - 1 else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    if draw is not None:
+                        out = self.diffusion.chunk_losses(self.net, x[rows], t[rows], kw, noise[rows], chunk=i)
+                    elif noise is not None:
+                        out = self.diffusion.training_losses(self.net, x[rows], t[rows], model_kwargs=kw,
+                                                             noise=noise[rows])
+                    else:
+                        out = self.diffusion.training_losses(self.net, x[rows], t[rows], model_kwargs=kw)
+                part = (out["loss"].float() * weights[rows]).sum() / B
+                self._backward(part)
+            parts.append({k: v.detach() for k, v in out.items() if v.ndim == 1 and v.shape[0] == size})
+            total = total + part.detach()
+        losses = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return losses, total
+
     def train_step(self) -> torch.Tensor:
         """One optimiser step; returns the (device) scalar loss without synchronising (on CUDA)."""
         if self._failed_step is not None:
@@ -768,19 +853,17 @@ class Trainer:
         kwargs: Dict[str, Any] = {}
         if self.num_classes is not None and y is not None:
             kwargs["y"] = self._drop_labels(y)
-        with torch.autocast(self.device.type, dtype=self._autocast_dtype or torch.bfloat16,
-                            enabled=self._autocast_dtype is not None):
-            losses = self.diffusion.training_losses(self.net, x, t, model_kwargs=kwargs)
-        loss = (losses["loss"].float() * weights).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.micro_chunks == 1:
+            with self._autocast():
+                losses = self.diffusion.training_losses(self.net, x, t, model_kwargs=kwargs)
+            loss = (losses["loss"].float() * weights).mean()
+            self._backward(loss)
+        else:
+            losses, loss = self._micro_steps(x, t, weights, kwargs)
         # The first step whose loss is not finite, kept on the device (no sync); checked by _check_finite.
         self._bad_step = torch.where((self._bad_step < 0) & ~torch.isfinite(loss),
                                      torch.full_like(self._bad_step, self.step + 1), self._bad_step)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
         if cfg.grad_clip is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)

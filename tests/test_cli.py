@@ -100,9 +100,9 @@ def _torchrun(args, env):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_interrupted_and_resumed_equal_one_process(tmp_path, capsys, assets_dir):
-    """`torchrun --nproc_per_node 2` (gloo on CPU) trains 2 steps, is resumed to 4 steps, and ends with the weights
-    of one process training 4 steps at the same global batch (16), to 1e-5 (float32 on CPU; observed ~5e-7: only
-    the summation order of the gradient differs)."""
+    """`torchrun --nproc_per_node 2` (gloo on CPU) trains 2 steps, is resumed to 4 steps in micro-batches of 4 (two
+    per process and step), and ends with the weights of one process training 4 steps on the whole global batch
+    (16), to 1e-5 (float32 on CPU; observed ~5e-7: only the summation order of the gradient differs)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     t0 = time.perf_counter()
@@ -112,12 +112,13 @@ def test_torchrun_two_processes_interrupted_and_resumed_equal_one_process(tmp_pa
     card = read_model_card(ddp / "ddpm")
     assert card["world_size"] == 2 and card["steps"] == 2 and card["images_seen"] == 32
     out = _torchrun(["train", "ddpm", "--scale", "smoke", "--out", str(ddp), "--steps", "4", "--ckpt-every", "1",
-                     "--resume", "--device", "cpu"], env)
+                     "--resume", "--microbatch", "4", "--device", "cpu"], env)
     wall = time.perf_counter() - t0
     print(f"torchrun: 2 + 2 steps on 2 processes in {wall:.1f} s")
     assert "resuming from ckpt_0000002.pt" in out
     card = read_model_card(ddp / "ddpm")
-    assert card["steps"] == 4 and card["world_size"] == 2 and card["complete"]
+    assert card["steps"] == 4 and card["world_size"] == 2 and card["complete"] and card["microbatch"] == 4
+    assert "micro-batch 4" in out
     assert cli.main(["train", "ddpm", "--scale", "smoke", "--out", str(single), "--steps", "4",
                      "--device", "cpu"]) == 0
     a = torch.load(ddp / "ddpm" / "ckpt_0000004.pt", weights_only=True)
@@ -197,6 +198,8 @@ def test_sample_and_evaluate_round_trip(tmp_path, capsys, monkeypatch, assets_di
     (["train", "ddpm", "--arm", "nope", "--scale", "smoke", "--out", "{tmp}"], "has no arm 'nope'"),
     (["train", "ddpm", "--scale", "smoke", "--out", "{tmp}", "--resume"], "nothing to resume"),
     (["train", "ddpm", "--scale", "smoke", "--out", "{tmp}", "--steps", "0"], "--steps must be a positive"),
+    (["train", "ddpm", "--scale", "smoke", "--out", "{tmp}", "--microbatch", "5"],
+     "--microbatch 5 does not divide arm 'ddpm'"),
     (["train", "diffusion_inversion", "--arm", "classifier", "--scale", "smoke", "--out", "{tmp}"],
      "makes from arm 'generator'"),
     (["train", "ddpm", "--out", "{tmp}"], "the following arguments are required: --scale"),
@@ -310,11 +313,16 @@ def test_train_or_load_trains_an_arm_made_from_another_arms_output(tmp_path, mon
 
 @pytest.mark.slow
 def test_running_page_memory_table_is_the_functions_output():
-    """The memory estimate of the `book` presets (one float32 forward pass at batch 2 per distinct model)."""
+    """The memory estimate of the `book` presets (one float32 forward pass at batch 2 per distinct model), and the
+    micro-batch that brings every one of them into 80% of a 15 GB GPU."""
+    from lt_diffusion.experiments.memory import GPU_FRACTION, memory_rows, memory_table_markdown
+
     page = (REPO / "book" / "running.md").read_text()
-    assert _block(page, "memory-table") == cli.memory_table_markdown("book").strip(), STALE
-    rows = cli.memory_rows("book")
+    assert _block(page, "memory-table") == memory_table_markdown("book").strip(), STALE
+    rows = memory_rows("book")
     assert all(r["activations_gb"] > r["state_gb"] > 0 for r in rows)
+    assert all(r["fitted_gb"] <= GPU_FRACTION * 15 for r in rows)
+    assert any(r["total_gb"] > 15 for r in rows) and all(r["microbatch"] for r in rows if r["total_gb"] > 15)
     # CBDM's regulariser runs the model twice per step: about twice the activations of its plain arm
     cbdm = next(r for r in rows if r["chapter"] == "cbdm")
     ddpm = next(r for r in rows if r["chapter"] == "ddpm")

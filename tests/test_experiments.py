@@ -158,3 +158,19 @@ def test_calc_bpd_batched_matches_calc_bpd_loop(loss):
         torch.testing.assert_close(out["vb"], ref["vb"], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(out["total_bpd"], ref["total_bpd"], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(out["prior_bpd"], ref["prior_bpd"])
+
+
+def test_fit_microbatch_halves_the_batch_until_the_estimate_fits():
+    from lt_diffusion.experiments.memory import STATE_BYTES_PER_PARAM, fit_microbatch, step_memory
+    from lt_diffusion.presets import get_preset
+
+    arm = get_preset("ddpm", "smoke").arms["ddpm"]
+    params, per_sample = step_memory(arm)
+    assert params > 0 and per_sample > 0
+    need = lambda b: STATE_BYTES_PER_PARAM * params + per_sample * b   # noqa: E731
+    assert fit_microbatch(arm, 16, need(16), fraction=1.0) is None          # the whole batch fits
+    assert fit_microbatch(arm, 16, need(16) - 1, fraction=1.0) == 8         # one sample too many: halve
+    assert fit_microbatch(arm, 16, need(3), fraction=1.0) == 2              # 16 -> 8 -> 4 -> 2
+    assert fit_microbatch(arm, 16, need(16) / 0.8, fraction=0.8) is None    # the fraction is the budget
+    with pytest.raises(ValueError, match="use a GPU with more memory"):
+        fit_microbatch(arm, 16, need(1) - 1, fraction=1.0)

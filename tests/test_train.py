@@ -244,3 +244,77 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
     assert moved > 1e-3  # the step did change the weights
     ddp_hist = torch.load(tmp_path / "ddp_hist.pt", weights_only=True)
     assert ddp_hist[0]["loss"] == pytest.approx(single.history[0]["loss"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- micro-batches
+def _package_run(microbatch, **kw):
+    from lt_diffusion.weighting import P2Weight
+
+    diffusion = create_diffusion(steps=40, noise_schedule="cosine", learn_sigma=True, loss="hybrid",
+                                 rescale_timesteps=True, loss_weight=P2Weight(1.0, 1.0))
+    trainer = Trainer(tiny_model(learn_sigma=True), diffusion, ToyData(),
+                      cfg(steps=3, lr=1e-2, p_uncond=0.3, grad_clip=1.0, schedule_sampler="loss-second-moment",
+                          microbatch=microbatch, optimizer="sgd", momentum=0.0, **kw))
+    trainer.run()
+    return trainer
+
+
+def test_microbatches_give_the_whole_batch_update():
+    """Four micro-batches of 4 == one batch of 16: same t, label drops and noise, the same summed gradient.
+    (Plain SGD, so the weights show the gradient itself: Adam divides by sqrt(v), which turns the rounding noise of
+    near-zero gradients into steps of size lr.)"""
+    whole, split = _package_run(None), _package_run(4)
+    assert split.micro_chunks == 4 and whole.micro_chunks == 1
+    init = tiny_model(learn_sigma=True).state_dict()
+    moved = 0.0
+    for (k, a), b in zip(whole.model.state_dict().items(), split.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=k)
+        moved = max(moved, (a - init[k]).abs().max().item())
+    assert moved > 1e-3
+    for a, b in zip(whole.history, split.history):
+        for key in ("loss", "mse", "vb", "loss_q0", "grad_norm"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4), key
+
+
+def test_microbatch_must_divide_the_batch():
+    with pytest.raises(ValueError, match="microbatch=5 does not divide batch_size=16.*e.g. 4"):
+        cfg(microbatch=5)
+    with pytest.raises(ValueError, match="microbatch"):
+        cfg(microbatch=0)
+
+
+def _ddp_micro_worker(rank: int, world: int, port: int, out_dir: str, microbatch) -> None:
+    from lt_diffusion.experiments.training import GlobalBatchDiffusion, GlobalBatchSampler
+    from lt_diffusion.resample import UniformSampler
+
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                          LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        base = StandInDiffusion(num_timesteps=10)
+        shared = GlobalBatchDiffusion(base, rank, world, p_uncond=0.5, null_label=4, seed=3)
+        trainer = Trainer(tiny_model(), shared, ToyData(batch_size=16), cfg(steps=2, lr=1e-2, microbatch=microbatch),
+                          schedule_sampler=GlobalBatchSampler(UniformSampler(10), rank, world))
+        torch.manual_seed(3)   # the stream every rank shares (as train_model does)
+        shared.step_fn = lambda: trainer.step
+        trainer.run()
+        if rank == 0:
+            torch.save(trainer.model.state_dict(), os.path.join(out_dir, f"w{world}.pt"))
+            torch.save(torch.cat(base.seen_y), os.path.join(out_dir, f"y{world}.pt"))
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def test_ddp_with_microbatches_matches_single_process(tmp_path):
+    """Two ranks, each in two micro-batches of 4, == one process on the whole batch of 16 (global draws)."""
+    mp.spawn(_ddp_micro_worker, args=(2, _free_port(), str(tmp_path), 4), nprocs=2, join=True)
+    _ddp_micro_worker(0, 1, 0, str(tmp_path), None)
+    one, two = torch.load(tmp_path / "w1.pt", weights_only=True), torch.load(tmp_path / "w2.pt", weights_only=True)
+    for k, v in one.items():
+        torch.testing.assert_close(two[k], v, rtol=0, atol=1e-5, msg=k)
+    y1, y2 = torch.load(tmp_path / "y1.pt"), torch.load(tmp_path / "y2.pt")
+    # rank 0 saw the first half of each step's labels, split in two micro-batches of 4
+    assert torch.equal(y2, torch.cat([y1[:8], y1[16:24]])) and (y1 == 4).any()

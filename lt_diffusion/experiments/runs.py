@@ -62,6 +62,7 @@ def model_card(chapter: str, scale: str, name: str, arm, trainer, wall_s: float,
             "world_size": int(getattr(trainer, "world_size", 1)), "steps": int(trainer.step),
             "images_seen": int(trainer.step) * int(trainer.config.batch_size), "wall_s": round(float(wall_s), 3),
             "precision": getattr(trainer, "precision", None),
+            "microbatch": getattr(trainer.config, "microbatch", None),
             "last_losses": {k: v for k, v in last.items() if k == "loss" or k.startswith(("mse", "vb", "loss_q"))},
             **extra}
 

@@ -149,9 +149,11 @@ class GlobalBatchDiffusion:
     def _rows(self, n: int) -> slice:
         return slice(self.rank * n, (self.rank + 1) * n)
 
-    def training_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs=None,
-                        noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """Per-sample losses ``(B_local,)`` of this rank's rows, with the global batch's label drops and noise."""
+    def draw_batch(self, x_start: torch.Tensor, model_kwargs=None,
+                   noise: Optional[torch.Tensor] = None) -> Tuple[Dict[str, Any], torch.Tensor]:
+        """The global batch's label drops and noise, this rank's rows: ``(model_kwargs with y dropped, noise
+        (B_local, ...))`` for the local batch ``x_start``. The Trainer calls it once per step before it splits the
+        batch into micro-batches (``TrainConfig.microbatch``)."""
         from lt_diffusion.diffusion import _as_float_dtype
 
         n = x_start.shape[0]
@@ -166,10 +168,23 @@ class GlobalBatchDiffusion:
         if noise is None:  # GaussianDiffusion.training_losses' own draw, made for the global batch
             noise = torch.randn((n * self.world_size, *x_start.shape[1:]), device=x_start.device,
                                 dtype=_as_float_dtype(x_start))[self._rows(n)]
+        return kwargs, noise
+
+    def chunk_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs: Dict[str, Any],
+                     noise: torch.Tensor, chunk: int = 0) -> Dict[str, torch.Tensor]:
+        """The wrapped diffusion's losses on rows already drawn by :meth:`draw_batch` (micro-batch ``chunk`` of the
+        step), with the forward pass's own draws from the per-rank stream of ``(seed, step, rank, chunk)``."""
         devices = [x_start.device] if x_start.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed((int(self.seed) * 1_000_003 + int(self.step_fn()) * 1009 + self.rank + 1) % 2**62)
-            return self.diffusion.training_losses(model, x_start, t, model_kwargs=kwargs, noise=noise)
+            torch.manual_seed((int(self.seed) * 1_000_003 + int(self.step_fn()) * 1009 + self.rank + 1
+                               + int(chunk) * 7_919_000_003) % 2**62)
+            return self.diffusion.training_losses(model, x_start, t, model_kwargs=model_kwargs, noise=noise)
+
+    def training_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs=None,
+                        noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Per-sample losses ``(B_local,)`` of this rank's rows, with the global batch's label drops and noise."""
+        kwargs, noise = self.draw_batch(x_start, model_kwargs, noise)
+        return self.chunk_losses(model, x_start, t, kwargs, noise)
 
 
 def _share_rng_state(device: torch.device) -> None:
@@ -188,7 +203,7 @@ def _share_rng_state(device: torch.device) -> None:
 def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optional[int] = None,
                 on_chunk: Optional[Callable[[Any], Optional[bool]]] = None, progress: bool = False,
                 ckpt_dir: Optional[str] = None, resume: bool = False, ckpt_every: Optional[int] = None,
-                steps: Optional[int] = None) -> TrainResult:
+                steps: Optional[int] = None, microbatch: Optional[int] = None) -> TrainResult:
     """Train ``arm`` with :class:`lt_diffusion.train.Trainer`.
 
     Args:
@@ -204,6 +219,11 @@ def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optio
             ``FileNotFoundError`` when there is none.
         ckpt_every: a checkpoint every this many steps (default: the arm's ``train.ckpt_every``).
         steps: train to this many steps instead of ``arm.train.steps``.
+        microbatch: split each process's batch into micro-batches of this size (``TrainConfig.microbatch``: the
+            same update, less memory). Default: the arm's; when that is None too and the device is a GPU, the
+            largest micro-batch whose estimated memory fits the GPU (:func:`lt_diffusion.experiments.memory.
+            fit_microbatch`; ``None``, the whole batch, when it fits), so a ``book`` preset also trains on a 15 GB
+            GPU. The Trainer's ``config.microbatch`` records the choice.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the Trainer wraps the model in DistributedDataParallel and each rank
     trains on its rows of the global batch ``arm.train.batch_size``. A denoiser or generator then draws its
@@ -225,6 +245,13 @@ def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optio
     overrides: Dict[str, Any] = {} if steps is None else {"steps": int(steps)}
     if ckpt_every is not None:
         overrides["ckpt_every"] = int(ckpt_every)
+    if microbatch is not None:
+        overrides["microbatch"] = int(microbatch)
+    elif arm.train.microbatch is None and device.type == "cuda":
+        from lt_diffusion.experiments.memory import fit_microbatch
+
+        gpu_bytes = torch.cuda.get_device_properties(device).total_memory
+        overrides["microbatch"] = fit_microbatch(arm, arm.train.batch_size // world, gpu_bytes)
     config = dataclasses.replace(arm.train, seed=seed, device=str(device), progress=progress,
                                  ckpt_dir=ckpt_dir if ckpt_dir is not None else arm.train.ckpt_dir, **overrides)
     if resume and not config.ckpt_dir:
