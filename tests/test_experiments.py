@@ -174,3 +174,23 @@ def test_fit_microbatch_halves_the_batch_until_the_estimate_fits():
     assert fit_microbatch(arm, 16, need(16) / 0.8, fraction=0.8) is None    # the fraction is the budget
     with pytest.raises(ValueError, match="use a GPU with more memory"):
         fit_microbatch(arm, 16, need(1) - 1, fraction=1.0)
+
+
+def test_gpu_microbatch_splits_on_a_small_gpu_only(monkeypatch):
+    """train_model's default: the whole batch on a CPU or a large GPU, micro-batches on a small one, never with
+    BatchNorm (the GPU is faked: only its memory size is read)."""
+    from types import SimpleNamespace
+
+    from lt_diffusion.experiments.memory import STATE_BYTES_PER_PARAM, gpu_microbatch, step_memory
+    from lt_diffusion.presets import get_preset
+
+    arm = get_preset("ddpm", "smoke").arms["ddpm"]
+    params, per_sample = step_memory(arm)
+    small = (STATE_BYTES_PER_PARAM * params + per_sample * 8) / 0.8
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=small))
+    model = build_model(arm)
+    assert gpu_microbatch(arm, model, 16, "cpu") is None
+    assert gpu_microbatch(arm, model, 16, "cuda") == 8
+    assert gpu_microbatch(arm, torch.nn.Sequential(model, torch.nn.BatchNorm2d(3)), 16, "cuda") is None
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80e9))
+    assert gpu_microbatch(arm, model, 16, "cuda") is None

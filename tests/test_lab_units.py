@@ -1,5 +1,6 @@
 """Pieces of the labs: the batched ensemble, exact metrics against closed forms, claims, cache keys (fast)."""
 import math
+import operator
 
 import pytest
 import torch
@@ -108,7 +109,8 @@ def test_cache_keys_follow_name_seeds_and_config():
 
 def test_arms_trained_in_worker_processes_equal_the_arms_trained_here(tmp_path, monkeypatch):
     """train_arms' side-by-side processes change the wall time, not one bit of the networks."""
-    from lt_diffusion.lab.engine import lab_workers, train_arms
+    from lt_diffusion.lab.engine import train_arms
+    from lt_diffusion.lab.jobs import lab_workers, run_jobs
 
     monkeypatch.setenv("LT_DIFFUSION_LAB_CACHE", "0")   # nothing read back: both paths train
     world = longtail_world()
@@ -122,6 +124,8 @@ def test_arms_trained_in_worker_processes_equal_the_arms_trained_here(tmp_path, 
             assert torch.equal(x, y), name
     assert not torch.equal(here[0].model.weights[0], here[1].model.weights[0])   # the arms differ
     assert torch.equal(here[0].model.weights[0], here[3].model.weights[0])       # a repeated recipe trains once
+    # results come back in the order of the jobs, whatever order the costs start them in
+    assert run_jobs(operator.sub, [(5, 1), (9, 2), (4, 4)], cost=[0.0, 2.0, 1.0], workers=2) == [4, 7, 0]
     monkeypatch.setenv("LT_DIFFUSION_LAB_WORKERS", "3")
     assert lab_workers() == 3
     for bad in ("0", "two"):

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 __all__ = ["STATE_BYTES_PER_PARAM", "GPU_FRACTION", "saved_activation_bytes", "step_memory", "fit_microbatch",
-           "memory_rows", "memory_table_markdown"]
+           "gpu_microbatch", "memory_rows", "memory_table_markdown"]
 
 #: float32 weights + gradients + AdamW's two moments + the EMA copy
 STATE_BYTES_PER_PARAM = 20
@@ -90,6 +90,16 @@ def fit_microbatch(arm, batch: int, gpu_bytes: float, fraction: float = GPU_FRAC
                          f"even in micro-batches of {micro}, more than {fraction:.0%} of the GPU's "
                          f"{gpu_bytes / 1e9:.1f} GB: use a GPU with more memory")
     return micro
+
+
+def gpu_microbatch(arm, model: torch.nn.Module, batch: int, device) -> Optional[int]:
+    """The micro-batch :func:`lt_diffusion.experiments.train_model` trains ``arm`` with when none is set: on a CUDA
+    device, :func:`fit_microbatch` for its total memory; ``None`` (the whole batch) on a CPU, and for a ``model``
+    with BatchNorm, whose batch statistics a split would change."""
+    device = torch.device(device)
+    if device.type != "cuda" or any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+    return fit_microbatch(arm, batch, torch.cuda.get_device_properties(device).total_memory)
 
 
 def memory_rows(scale: str = "book", gpu_gb: float = 15.0) -> List[Dict[str, Any]]:

@@ -223,7 +223,8 @@ def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optio
             same update, less memory). Default: the arm's; when that is None too and the device is a GPU, the
             largest micro-batch whose estimated memory fits the GPU (:func:`lt_diffusion.experiments.memory.
             fit_microbatch`; ``None``, the whole batch, when it fits), so a ``book`` preset also trains on a 15 GB
-            GPU. The Trainer's ``config.microbatch`` records the choice.
+            GPU; never for a model with BatchNorm, whose batch statistics would change. The Trainer's
+            ``config.microbatch`` records the choice.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the Trainer wraps the model in DistributedDataParallel and each rank
     trains on its rows of the global batch ``arm.train.batch_size``. A denoiser or generator then draws its
@@ -247,16 +248,15 @@ def train_model(arm: Arm, *, seed: int = 0, device=None, data=None, every: Optio
         overrides["ckpt_every"] = int(ckpt_every)
     if microbatch is not None:
         overrides["microbatch"] = int(microbatch)
-    elif arm.train.microbatch is None and device.type == "cuda":
-        from lt_diffusion.experiments.memory import fit_microbatch
-
-        gpu_bytes = torch.cuda.get_device_properties(device).total_memory
-        overrides["microbatch"] = fit_microbatch(arm, arm.train.batch_size // world, gpu_bytes)
     config = dataclasses.replace(arm.train, seed=seed, device=str(device), progress=progress,
                                  ckpt_dir=ckpt_dir if ckpt_dir is not None else arm.train.ckpt_dir, **overrides)
     if resume and not config.ckpt_dir:
         raise ValueError("resume=True needs ckpt_dir (the folder of the run's checkpoints)")
     model = build_model(arm, seed=seed)
+    if config.microbatch is None:
+        from lt_diffusion.experiments.memory import gpu_microbatch
+
+        config = dataclasses.replace(config, microbatch=gpu_microbatch(arm, model, config.batch_size // world, device))
     objective = build_objective(arm, data)
     sampler = shared = None
     if world > 1 and arm.kind in ("denoiser", "generator"):

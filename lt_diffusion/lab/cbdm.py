@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from .common import BASE_RECIPE, Timer, draw, lab_world
-from .engine import train_arms
+from .engine import relative_cost, train_denoisers
+from .jobs import run_jobs
 from .evaluate import balanced_labels, group_values, score_samples
 from .result import LabResult, claim
 
@@ -30,9 +31,11 @@ ARMS = {
 QUESTION = "Does CBDM's regulariser give the tail classes more diverse samples without costing the head?"
 
 
-def arm_scores(name: str, te, seeds: Sequence[int]):
-    """Score the balanced conditional samples of arm ``name``'s trained ensemble ``te``."""
+def arm_scores(name: str, seeds: Sequence[int]):
+    """Train (or read from the cache) arm ``name`` and score its balanced conditional samples (one job of
+    :func:`run`; the baseline is the labs' shared one)."""
     world = lab_world()
+    te = train_denoisers(ARMS[name], world, seeds)
     labels = balanced_labels(world)
     xs = draw(te.model, ARMS[name], len(seeds), labels, seed=seeds[0] + 404)
     return score_samples(world, xs, labels, seeds)
@@ -43,9 +46,8 @@ def run(seeds: Sequence[int]) -> LabResult:
     world = lab_world()
     seeds = list(seeds)
     table = {}
-    trained = dict(zip(ARMS, train_arms(ARMS.values(), world, seeds)))   # the baseline is the shared one
-    for name in ARMS:
-        sc = arm_scores(name, trained[name], seeds)
+    scores = run_jobs(arm_scores, [(name, seeds) for name in ARMS], cost=[relative_cost(r) for r in ARMS.values()])
+    for name, sc in zip(ARMS, scores):
         table[name] = {f"{k}_{g}": group_values(sc[k], world, g) for k in ("fidelity", "recall")
                        for g in ("head", "tail")}
         table[name]["sw"] = [float(v) for v in sc["sw"]]

@@ -96,7 +96,7 @@ def single_thread() -> Iterator[None]:
 
 def cpu_seconds() -> float:
     """CPU seconds used so far by this process and by its finished child processes (the workers of
-    :func:`lt_diffusion.lab.engine.train_arms`)."""
+    :func:`lt_diffusion.lab.jobs.run_jobs`)."""
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -119,7 +119,7 @@ def lab_provenance(seeds: Sequence[int], wall_s: float, extra: Optional[Dict] = 
     per process and the processes that may train arms side by side."""
     from ..provenance import record
     from .cache import source_hash
-    from .engine import lab_workers
+    from .jobs import lab_workers
 
     return record("lab", list(seeds), wall_s, {"torch_threads": torch.get_num_threads(), "processes": lab_workers(),
                                                 "lab_source": source_hash(), **(extra or {})})

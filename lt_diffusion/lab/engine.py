@@ -10,13 +10,12 @@ Nothing here re-implements a loss, a sampler or a guidance rule.
 Seeds are trained together: an :class:`~lt_diffusion.lab.denoiser.EnsembleMLP` with one member per seed,
 each member on its own training set (drawn from its seed) and its own batches. Two arms trained on the same
 seeds start from the same weights and see the same batches (common random numbers), so the difference
-between arms is the arm's. Arms are independent networks: :func:`train_arms` trains a lab's arms side by side,
-one process per core, each run exactly the run :func:`train_denoisers` makes alone.
+between arms is the arm's. Arms are independent networks: :func:`train_arms` trains a lab's arms side by side
+(:mod:`lt_diffusion.lab.jobs`), each run exactly the run :func:`train_denoisers` makes alone.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -30,7 +29,7 @@ from .denoiser import EnsembleMLP, deinterleave, interleave
 from .world import LabWorld
 
 __all__ = ["LabRecipe", "make_diffusion", "MemberBatches", "TrainedEnsemble", "train_denoisers",
-           "train_arms", "lab_workers", "train_classifiers", "sample", "DEFAULT_RECIPE"]
+           "train_arms", "relative_cost", "train_classifiers", "sample", "DEFAULT_RECIPE"]
 
 
 @dataclass(frozen=True)
@@ -221,44 +220,24 @@ def train_denoisers(recipe: LabRecipe, world: LabWorld, seeds: Sequence[int],
     return _ensemble(recipe, world, seeds, fitted)
 
 
-WORKERS_ENV = "LT_DIFFUSION_LAB_WORKERS"
-
-
-def lab_workers() -> int:
-    """How many processes :func:`train_arms` may use: ``LT_DIFFUSION_LAB_WORKERS`` when set, else the number of
-    CPUs this process may run on."""
-    raw = os.environ.get(WORKERS_ENV, "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"{WORKERS_ENV}={raw!r}: set it to a whole number of processes >= 1 (or unset it to use "
-                             f"every CPU)")
-        return int(raw)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:   # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _fit_in_worker(recipe: LabRecipe, world: LabWorld, seeds: List[int]) -> Dict[str, object]:
-    torch.set_num_threads(1)   # one thread per process, as in the parent (the numbers do not depend on where)
-    return _fit_denoisers(recipe, world, seeds)
-
-
 def _relative_cost(recipe: LabRecipe) -> float:
     """Rough training cost, to start the longest runs first (CBDM's regulariser is a second forward pass)."""
     return recipe.steps * recipe.batch_size * (2.0 if recipe.cbdm_tau > 0 else 1.0) * (recipe.hidden / 128) ** 2
 
 
+def relative_cost(recipe: LabRecipe) -> float:
+    """Rough cost of training ``recipe`` (for :func:`lt_diffusion.lab.jobs.run_jobs`, which starts the longest jobs
+    first): steps x batch x width², doubled by CBDM's regulariser (a second forward pass)."""
+    return recipe.steps * recipe.batch_size * (2.0 if recipe.cbdm_tau > 0 else 1.0) * (recipe.hidden / 128) ** 2
+
+
 def train_arms(recipes: Sequence[LabRecipe], world: LabWorld, seeds: Sequence[int],
                workers: Optional[int] = None) -> List[TrainedEnsemble]:
-    """:func:`train_denoisers` for several recipes on the training sets of ``seeds``, the uncached ones trained
-    side by side in up to ``workers`` processes (default :func:`lab_workers`), each on one thread.
-
-    A lab's arms are independent networks, so on a machine with several cores they train at once; every run is
-    the run :func:`train_denoisers` makes in this process (same seeds, same single-threaded arithmetic), so the
-    numbers do not depend on ``workers``. Returns one :class:`TrainedEnsemble` per recipe, in order.
-    """
+    """:func:`train_denoisers` for several recipes on the training sets of ``seeds``: the cached ones read back,
+    the others trained side by side by :func:`lt_diffusion.lab.jobs.run_jobs` (up to ``workers`` processes, one
+    thread each; the networks are the ones this process would train). One :class:`TrainedEnsemble` per recipe."""
     from . import cache
+    from .jobs import run_jobs
 
     seeds = [int(s) for s in seeds]
     recipes = list(recipes)
@@ -266,29 +245,17 @@ def train_arms(recipes: Sequence[LabRecipe], world: LabWorld, seeds: Sequence[in
     fitted: Dict[str, Dict[str, object]] = {}
     todo: Dict[str, LabRecipe] = {}
     for key, recipe in zip(keys, recipes):
-        if key in fitted or key in todo:
-            continue
-        hit = cache.load_state(key)
-        if hit is not None:
-            fitted[key] = hit
-        else:
-            todo[key] = recipe
-    workers = min(len(todo), lab_workers() if workers is None else int(workers))
-    order = sorted(todo, key=lambda k: -_relative_cost(todo[k]))
-    if workers <= 1:
-        for key in order:
-            fitted[key] = _fit_denoisers(todo[key], world, seeds)
-            cache.save_state(key, fitted[key])
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # "spawn": a fresh interpreter per worker (forking a process that has run torch's thread pools can hang)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {key: pool.submit(_fit_in_worker, todo[key], world, seeds) for key in order}
-            for key in order:
-                fitted[key] = futures[key].result()
-                cache.save_state(key, fitted[key])
+        if key not in fitted and key not in todo:
+            hit = cache.load_state(key)
+            if hit is not None:
+                fitted[key] = hit
+            else:
+                todo[key] = recipe
+    results = run_jobs(_fit_denoisers, [(r, world, seeds) for r in todo.values()],
+                       cost=[relative_cost(r) for r in todo.values()], workers=workers)
+    for key, result in zip(todo, results):
+        fitted[key] = result
+        cache.save_state(key, result)
     return [_ensemble(r, world, seeds, fitted[k]) for r, k in zip(recipes, keys)]
 
 

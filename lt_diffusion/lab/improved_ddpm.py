@@ -24,7 +24,8 @@ import torch
 
 from . import metrics
 from .common import UNCOND_RECIPE, Timer, lab_world
-from .engine import make_diffusion, sample, train_arms
+from .engine import make_diffusion, relative_cost, sample, train_denoisers
+from .jobs import run_jobs
 from .evaluate import reference_set
 from .result import LabResult, claim
 from .world import quantize
@@ -49,32 +50,47 @@ def _nll_points(world, seed: int) -> torch.Tensor:
     return quantize(x[:NLL_POINTS])
 
 
+#: the few-step curves: (label, arm, sigma_small of the fixed variance or None for the learned one)
+CURVES = (("fixed Σ = β_t (L_simple)", "cosine, L_simple", False),
+          ("fixed Σ = β̃_t (L_simple)", "cosine, L_simple", True),
+          ("learned Σ (L_hybrid)", "cosine, L_hybrid", None))
+
+
+def arm_measures(name: str, seeds: Sequence[int]) -> dict:
+    """One job of :func:`run`: train (or read from the cache) arm ``name``; its NLL (member m on seed m's points)
+    and, for the arms of :data:`CURVES`, sliced W2 of its samples at each of :data:`STEPS` respaced steps."""
+    world = lab_world()
+    M = len(seeds)
+    te = train_denoisers(RECIPES[name], world, seeds)
+    points = torch.stack([_nll_points(world, s) for s in seeds])
+    # a fixed variance is scored with sigma^2 = beta_t, improved-diffusion's default for L_simple
+    d = te.diffusion if RECIPES[name].learn_sigma else make_diffusion(RECIPES[name].replace(sigma_small=False))
+    out = {"nll": metrics.nll_bits_per_dim(te.model, d, points, M, seed=seeds[0]).tolist(), "curves": {}}
+    n = 2500
+    refs = [reference_set(world, s, n // world.num_classes, balanced=False)[0] for s in seeds]
+    for label, arm, small in CURVES:
+        if arm != name:
+            continue
+        recipe = RECIPES[name] if small is None else RECIPES[name].replace(sigma_small=small)
+        vals = []
+        for steps in STEPS:
+            xs = sample(te.model, make_diffusion(recipe, str(steps)), M, n, world.dim, seed=seeds[0] + 31 * steps)
+            vals.append([metrics.sliced_wasserstein(xs[m], refs[m], seed=s) for m, s in enumerate(seeds)])
+        out["curves"][label] = np.asarray(vals).T.tolist()
+    return out
+
+
 def run(seeds: Sequence[int]) -> LabResult:
     timer = Timer()
     world = lab_world()
     seeds = list(seeds)
-    M = len(seeds)
-    trained = dict(zip(RECIPES, train_arms(RECIPES.values(), world, seeds)))
-    nll = {}
-    points = [_nll_points(world, s) for s in seeds]
-    exact = [float(metrics.exact_nll_bits_per_dim(world, p).mean()) for p in points]
-    for name, te in trained.items():     # member m scores its own seed's points
-        # a fixed variance is scored with sigma^2 = beta_t, improved-diffusion's default for L_simple
-        d = te.diffusion if RECIPES[name].learn_sigma else make_diffusion(RECIPES[name].replace(sigma_small=False))
-        nll[name] = metrics.nll_bits_per_dim(te.model, d, torch.stack(points), M, seed=seeds[0]).tolist()
-    n = 2500
-    refs = [reference_set(world, s, n // world.num_classes, balanced=False)[0] for s in seeds]
-    curves = {}
-    for label, name, small in (("fixed Σ = β_t (L_simple)", "cosine, L_simple", False),
-                               ("fixed Σ = β̃_t (L_simple)", "cosine, L_simple", True),
-                               ("learned Σ (L_hybrid)", "cosine, L_hybrid", None)):
-        recipe = RECIPES[name] if small is None else RECIPES[name].replace(sigma_small=small)
-        vals = []
-        for steps in STEPS:
-            d = make_diffusion(recipe, str(steps))
-            xs = sample(trained[name].model, d, M, n, world.dim, seed=seeds[0] + 31 * steps)
-            vals.append([metrics.sliced_wasserstein(xs[m], refs[m], seed=s) for m, s in enumerate(seeds)])
-        curves[label] = np.asarray(vals).T.tolist()
+    # the bound's terms make a learned-variance step about 40% dearer; a curve adds about 15% to a job
+    cost = [relative_cost(r) * (1.4 if r.learn_sigma else 1.0) * (1 + 0.15 * sum(a == n for _, a, _ in CURVES))
+            for n, r in RECIPES.items()]
+    measured = dict(zip(RECIPES, run_jobs(arm_measures, [(n, seeds) for n in RECIPES], cost=cost)))
+    nll = {name: m["nll"] for name, m in measured.items()}
+    exact = [float(metrics.exact_nll_bits_per_dim(world, _nll_points(world, s)).mean()) for s in seeds]
+    curves = {label: measured[arm]["curves"][label] for label, arm, _ in CURVES}
     wall = timer.elapsed
     k = STEPS.index(VERDICT_STEPS)
     at = {label: [row[k] for row in v] for label, v in curves.items()}

@@ -18,7 +18,8 @@ import numpy as np
 from ..weighting import snr
 from . import metrics
 from .common import BASE_RECIPE, Timer, draw, lab_world, t_grid
-from .engine import train_arms
+from .engine import relative_cost, train_denoisers
+from .jobs import run_jobs
 from .evaluate import balanced_labels, group_values, score_samples
 from .result import LabResult, claim
 
@@ -39,22 +40,30 @@ def content_band(alphas_cumprod: np.ndarray, n: int = 6) -> list:
     return [int(t) for t in np.linspace(idx.min(), idx.max(), n).round()]
 
 
-def run(seeds: Sequence[int]) -> LabResult:
-    timer = Timer()
+def gamma_scores(g: float, seeds: Sequence[int]) -> dict:
+    """Train (or read from the cache) the gamma = ``g`` model and measure it (one job of :func:`run`): its ε error
+    at :func:`t_grid` and over the content band, sliced W2 and class fidelity of its balanced DDIM samples."""
     world = lab_world()
-    seeds = list(seeds)
     M = len(seeds)
     labels = balanced_labels(world)
+    te = train_denoisers(p2_recipe(g), world, seeds)
+    band_t = content_band(te.diffusion.alphas_cumprod)
+    sc = score_samples(world, draw(te.model, p2_recipe(g), M, labels, seed=seeds[0] + 303), labels, seeds)
+    return {"band_t": band_t,
+            "err": metrics.eps_error(te.model, te.diffusion, world, M, t_grid(1000, 12), 1000, seed=seeds[0]).tolist(),
+            "band": metrics.eps_error(te.model, te.diffusion, world, M, band_t, 1000, seed=seeds[0] + 1).mean(1).tolist(),
+            "sw": [float(v) for v in sc["sw"]], "fidelity": group_values(sc["fidelity"], world, "all")}
+
+
+def run(seeds: Sequence[int]) -> LabResult:
+    timer = Timer()
+    seeds = list(seeds)
     ts = t_grid(1000, 12)
     fig = {"gammas": list(GAMMAS), "t": ts}
-    err, band, sw, fid = {}, {}, {}, {}
-    for g, te in zip(GAMMAS, train_arms([p2_recipe(g) for g in GAMMAS], world, seeds)):
-        band_t = content_band(te.diffusion.alphas_cumprod)
-        err[g] = metrics.eps_error(te.model, te.diffusion, world, M, ts, 1000, seed=seeds[0]).tolist()
-        band[g] = metrics.eps_error(te.model, te.diffusion, world, M, band_t, 1000, seed=seeds[0] + 1).mean(1).tolist()
-        sc = score_samples(world, draw(te.model, p2_recipe(g), M, labels, seed=seeds[0] + 303), labels, seeds)
-        sw[g] = [float(v) for v in sc["sw"]]
-        fid[g] = group_values(sc["fidelity"], world, "all")
+    measured = dict(zip(GAMMAS, run_jobs(gamma_scores, [(g, seeds) for g in GAMMAS],
+                                         cost=[relative_cost(p2_recipe(g)) for g in GAMMAS])))
+    err, band, sw, fid = ({g: m[key] for g, m in measured.items()} for key in ("err", "band", "sw", "fidelity"))
+    band_t = measured[GAMMAS[-1]]["band_t"]
     fig.update({"eps_error": {str(g): v for g, v in err.items()}, "band_t": band_t,
                 "sw": {str(g): v for g, v in sw.items()}, "fidelity": {str(g): v for g, v in fid.items()}})
     wall = timer.elapsed
