@@ -115,11 +115,9 @@ class Timer:
 
 
 def lab_provenance(seeds: Sequence[int], wall_s: float, extra: Optional[Dict] = None) -> Dict:
-    """:func:`lt_diffusion.provenance.record` for a lab (scale ``"lab"``), with the source hash, the thread count
-    per process and the processes that may train arms side by side."""
+    """:func:`lt_diffusion.provenance.record` for a lab (scale ``"lab"``), with the source hash and thread count."""
     from ..provenance import record
     from .cache import source_hash
-    from .jobs import lab_workers
 
-    return record("lab", list(seeds), wall_s, {"torch_threads": torch.get_num_threads(), "processes": lab_workers(),
+    return record("lab", list(seeds), wall_s, {"torch_threads": torch.get_num_threads(),
                                                 "lab_source": source_hash(), **(extra or {})})
